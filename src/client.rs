@@ -1,0 +1,654 @@
+//! The chat client's connection: a tokio task that connects (and reconnects
+//! with backoff), speaks the chat protocol, measures each message's round trip
+//! and reports everything to the UI over a channel. The UI never touches the
+//! socket; this task never touches the terminal.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::eventlog::{self, EventKind, EventLog};
+use crate::protocol::{self, ClientMsg, Frame, LineFramer, PROTOCOL_VERSION, ServerMsg};
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` of the server.
+    pub server: String,
+    /// Wanted name (the server may add a suffix).
+    pub name: String,
+    pub token: Option<String>,
+    /// Ask for the server's event stream.
+    pub subscribe: bool,
+    /// A message without a reply after this long is shown as timed out.
+    pub reply_timeout: Duration,
+    /// Longest line accepted from the server.
+    pub max_line: usize,
+    /// Messages typed while disconnected that are kept for sending later.
+    pub max_queued: usize,
+}
+
+impl ClientConfig {
+    pub fn new(server: impl Into<String>, name: impl Into<String>) -> Self {
+        ClientConfig {
+            server: server.into(),
+            name: name.into(),
+            token: None,
+            subscribe: false,
+            reply_timeout: Duration::from_secs(5),
+            // Relayed lines carry JSON overhead on top of the server's limit.
+            max_line: protocol::DEFAULT_MAX_LINE * 2 + 1024,
+            max_queued: 1000,
+        }
+    }
+}
+
+/// What the UI asks the connection to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Send { id: u64, text: String },
+    Nick(String),
+    Subscribe(bool),
+    Quit,
+}
+
+/// What happened on the connection, for the UI.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    Connecting {
+        attempt: u32,
+    },
+    Connected {
+        name: String,
+        users: Vec<String>,
+    },
+    Disconnected {
+        reason: String,
+        retry_in: Duration,
+    },
+    /// Queued because the connection is down; sent after reconnecting.
+    Queued {
+        id: u64,
+    },
+    /// Written to the socket.
+    Sent {
+        id: u64,
+    },
+    /// The server's reply to message `id`, with its measured round trip.
+    Reply {
+        id: u64,
+        text: String,
+        rtt: Duration,
+    },
+    /// No reply within the timeout (a late reply still comes as `Reply`).
+    TimedOut {
+        id: u64,
+    },
+    /// Not delivered, or not known to be; `reason` says which.
+    Undelivered {
+        id: u64,
+        reason: String,
+    },
+    Chat {
+        from: String,
+        text: String,
+        ts: String,
+    },
+    Join {
+        name: String,
+        users: usize,
+    },
+    Leave {
+        name: String,
+        users: usize,
+        reason: String,
+    },
+    Nick {
+        old: String,
+        new: String,
+    },
+    ServerError(String),
+    /// A line of the server's event log.
+    ServerEvent(String),
+    /// Server event lines lost because we were slow.
+    EventsDropped(u64),
+    ServerStats {
+        clients: usize,
+        names: Vec<String>,
+        msgs_per_sec: f64,
+        uptime_secs: u64,
+    },
+    /// The task has ended (after `Quit`).
+    Closed,
+}
+
+/// The UI's end of a connection task.
+#[derive(Clone)]
+pub struct ClientHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl ClientHandle {
+    /// Queues a message and returns the id its reply will carry.
+    pub fn send(&self, text: String) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(Command::Send { id, text });
+        id
+    }
+
+    pub fn command(&self, cmd: Command) {
+        let _ = self.tx.send(cmd);
+    }
+}
+
+/// Starts the connection task on the current tokio runtime.
+pub fn spawn(
+    config: ClientConfig,
+    log: EventLog,
+) -> (ClientHandle, mpsc::UnboundedReceiver<ClientEvent>) {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (evt_tx, evt_rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(config, log, cmd_rx, evt_tx));
+    (
+        ClientHandle {
+            tx: cmd_tx,
+            next_id: Arc::new(AtomicU64::new(1)),
+        },
+        evt_rx,
+    )
+}
+
+/// Round trips in flight, matched by id (not by order: relays interleave).
+#[derive(Debug, Default)]
+pub struct RttTracker {
+    pending: HashMap<u64, Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    sent: Instant,
+    timed_out: bool,
+}
+
+impl RttTracker {
+    pub fn sent(&mut self, id: u64, at: Instant) {
+        self.pending.insert(
+            id,
+            Pending {
+                sent: at,
+                timed_out: false,
+            },
+        );
+    }
+
+    /// The round trip of `id`, if it was in flight.
+    pub fn replied(&mut self, id: u64, at: Instant) -> Option<Duration> {
+        self.pending
+            .remove(&id)
+            .map(|p| at.saturating_duration_since(p.sent))
+    }
+
+    /// Ids that just passed `timeout` (each reported once).
+    pub fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (id, p) in self.pending.iter_mut() {
+            if !p.timed_out && now.saturating_duration_since(p.sent) >= timeout {
+                p.timed_out = true;
+                out.push(*id);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Forgets everything in flight (connection lost) and returns the ids.
+    pub fn drain(&mut self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.pending.drain().map(|(id, _)| id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+struct Task {
+    config: ClientConfig,
+    log: EventLog,
+    cmd_rx: mpsc::UnboundedReceiver<Command>,
+    evt_tx: mpsc::UnboundedSender<ClientEvent>,
+    /// Messages waiting for a connection, oldest first.
+    queued: VecDeque<(u64, String)>,
+    rtt: RttTracker,
+    /// Our name as the server knows it (or as we want it, before the welcome).
+    name: String,
+    subscribe: bool,
+    quit: bool,
+}
+
+enum SessionEnd {
+    Lost(String),
+    /// The server refused us for a reason retrying will not fix soon.
+    Refused(String),
+    Quit,
+}
+
+async fn run(
+    config: ClientConfig,
+    log: EventLog,
+    cmd_rx: mpsc::UnboundedReceiver<Command>,
+    evt_tx: mpsc::UnboundedSender<ClientEvent>,
+) {
+    let mut t = Task {
+        name: config.name.clone(),
+        subscribe: config.subscribe,
+        config,
+        log,
+        cmd_rx,
+        evt_tx,
+        queued: VecDeque::new(),
+        rtt: RttTracker::default(),
+        quit: false,
+    };
+    let mut attempt: u32 = 0;
+    while !t.quit {
+        attempt += 1;
+        t.emit(ClientEvent::Connecting { attempt });
+        let end = match TcpStream::connect(&t.config.server).await {
+            Ok(stream) => {
+                let end = t.session(stream).await;
+                if matches!(end, SessionEnd::Lost(_)) {
+                    // We were connected, so the next failure starts a fresh
+                    // backoff rather than continuing an old one.
+                    attempt = 1;
+                }
+                end
+            }
+            Err(e) => SessionEnd::Lost(format!("cannot connect to {}: {e}", t.config.server)),
+        };
+        let (reason, base) = match end {
+            SessionEnd::Quit => break,
+            SessionEnd::Lost(r) => (r, 0),
+            SessionEnd::Refused(r) => (r, 5),
+        };
+        // Whatever was in flight is now unknown: say so instead of waiting.
+        for id in t.rtt.drain() {
+            t.emit(ClientEvent::Undelivered {
+                id,
+                reason: "connection lost before the reply; it may not have arrived".into(),
+            });
+        }
+        let retry_in = backoff(attempt + base);
+        t.emit(ClientEvent::Disconnected {
+            reason: reason.clone(),
+            retry_in,
+        });
+        t.wait_commands(retry_in).await;
+    }
+    for (id, _) in std::mem::take(&mut t.queued) {
+        t.emit(ClientEvent::Undelivered {
+            id,
+            reason: "quit before it could be sent".into(),
+        });
+    }
+    t.log.flush();
+    t.emit(ClientEvent::Closed);
+}
+
+/// Backoff before reconnect attempt `n`: 100 ms doubling, capped at 5 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1 << attempt.saturating_sub(1).min(6));
+    Duration::from_millis(ms.min(5000))
+}
+
+impl Task {
+    fn emit(&self, e: ClientEvent) {
+        let _ = self.evt_tx.send(e);
+    }
+
+    fn peer(&self) -> &str {
+        &self.config.server
+    }
+
+    /// While disconnected: queue messages, obey quit, for `wait`.
+    async fn wait_commands(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return,
+                cmd = self.cmd_rx.recv() => match cmd {
+                    None | Some(Command::Quit) => { self.quit = true; return; }
+                    Some(Command::Send { id, text }) => self.queue(id, text),
+                    Some(Command::Nick(n)) => self.name = n,
+                    Some(Command::Subscribe(on)) => self.subscribe = on,
+                },
+            }
+        }
+    }
+
+    fn queue(&mut self, id: u64, text: String) {
+        if self.queued.len() >= self.config.max_queued {
+            self.emit(ClientEvent::Undelivered {
+                id,
+                reason: format!(
+                    "not sent: {} messages already wait for the connection",
+                    self.config.max_queued
+                ),
+            });
+            return;
+        }
+        self.queued.push_back((id, text));
+        self.emit(ClientEvent::Queued { id });
+    }
+
+    async fn session(&mut self, stream: TcpStream) -> SessionEnd {
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let hello = protocol::encode(&ClientMsg::Hello {
+            v: PROTOCOL_VERSION,
+            name: self.name.clone(),
+            token: self.config.token.clone(),
+            subscribe: self.subscribe,
+        });
+        if let Err(e) = wr.write_all(hello.as_bytes()).await {
+            return SessionEnd::Lost(format!("connection to {} failed: {e}", self.peer()));
+        }
+        let mut framer = LineFramer::new(self.config.max_line);
+        let mut frames = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut welcomed = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = rd.read(&mut buf) => {
+                    let n = match r {
+                        Ok(0) => return self.lost("the server closed the connection"),
+                        Ok(n) => n,
+                        Err(e) => return self.lost(&format!("connection lost: {e}")),
+                    };
+                    let now = Instant::now();
+                    framer.push(&buf[..n], &mut frames);
+                    for f in frames.drain(..) {
+                        let line = match f {
+                            Frame::Line(l) => l,
+                            Frame::TooLong { len } => {
+                                self.error(&format!("ignored a {len}-byte line from the server (too long)"));
+                                continue;
+                            }
+                        };
+                        let msg = match protocol::decode::<ServerMsg>(&line) {
+                            Ok(m) => m,
+                            Err(e) => {
+                                // A plain-mode server (or something else) answered.
+                                let text = String::from_utf8_lossy(&line);
+                                if !welcomed {
+                                    return SessionEnd::Refused(format!(
+                                        "{} does not speak the chat protocol (it said: {})",
+                                        self.peer(),
+                                        truncate(&text, 80)
+                                    ));
+                                }
+                                self.error(&format!("ignored a line the server sent: {e}"));
+                                continue;
+                            }
+                        };
+                        if !welcomed {
+                            match msg {
+                                ServerMsg::Welcome { name, users, .. } => {
+                                    welcomed = true;
+                                    self.name = name.clone();
+                                    self.log.log(EventKind::Connection, &format!(
+                                        "{name}: connected to {} as {name} ({} in the room)",
+                                        self.peer(), users.len()));
+                                    self.emit(ClientEvent::Connected { name, users });
+                                    // Deliver what was typed while we were away.
+                                    while let Some((id, text)) = self.queued.pop_front() {
+                                        if let Err(e) = self.send_msg(&mut wr, id, text).await {
+                                            return self.lost(&e);
+                                        }
+                                    }
+                                }
+                                ServerMsg::Error { message } => {
+                                    return SessionEnd::Refused(format!("the server refused us: {message}"));
+                                }
+                                ServerMsg::Shutdown { message } => {
+                                    return self.lost(&format!("the server is stopping ({message})"));
+                                }
+                                _ => {}
+                            }
+                            continue;
+                        }
+                        if let Some(end) = self.on_message(msg, now) {
+                            return end;
+                        }
+                    }
+                }
+                cmd = self.cmd_rx.recv() => {
+                    let r = match cmd {
+                        None | Some(Command::Quit) => {
+                            self.quit = true;
+                            self.log.log(EventKind::Disconnection, &format!(
+                                "{}: disconnected from {} (quit)", self.name, self.peer()));
+                            let _ = wr.shutdown().await;
+                            return SessionEnd::Quit;
+                        }
+                        Some(Command::Send { id, text }) => {
+                            if welcomed {
+                                self.send_msg(&mut wr, id, text).await
+                            } else {
+                                self.queue(id, text);
+                                Ok(())
+                            }
+                        }
+                        Some(Command::Nick(n)) => {
+                            self.name = n.clone();
+                            write_msg(&mut wr, &ClientMsg::Nick { name: n }).await
+                        }
+                        Some(Command::Subscribe(on)) => {
+                            self.subscribe = on;
+                            write_msg(&mut wr, &ClientMsg::Subscribe { on }).await
+                        }
+                    };
+                    if let Err(e) = r {
+                        return self.lost(&e);
+                    }
+                }
+                _ = tick.tick() => {
+                    for id in self.rtt.expire(Instant::now(), self.config.reply_timeout) {
+                        self.emit(ClientEvent::TimedOut { id });
+                    }
+                }
+            }
+        }
+    }
+
+    fn lost(&self, reason: &str) -> SessionEnd {
+        self.log.log(
+            EventKind::Disconnection,
+            &format!(
+                "{}: disconnected from {} ({reason})",
+                self.name,
+                self.peer()
+            ),
+        );
+        SessionEnd::Lost(reason.to_string())
+    }
+
+    fn error(&self, what: &str) {
+        self.log
+            .log(EventKind::Error, &format!("{}: {what}", self.name));
+        self.emit(ClientEvent::ServerError(what.to_string()));
+    }
+
+    async fn send_msg(
+        &mut self,
+        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        id: u64,
+        text: String,
+    ) -> Result<(), String> {
+        let line = protocol::encode(&ClientMsg::Msg {
+            id,
+            text: text.clone(),
+        });
+        // Stamp right before the write: the round trip starts when the bytes
+        // go to the socket, not when the user pressed Enter.
+        let at = Instant::now();
+        if let Err(e) = wr.write_all(line.as_bytes()).await {
+            // Not written: keep it for the next connection.
+            self.queued.push_front((id, text));
+            self.emit(ClientEvent::Queued { id });
+            return Err(format!("connection lost: {e}"));
+        }
+        self.rtt.sent(id, at);
+        self.log.log(
+            EventKind::MessageSent,
+            &format!("{} -> server {} #{id}: {text}", self.name, self.peer()),
+        );
+        self.emit(ClientEvent::Sent { id });
+        Ok(())
+    }
+
+    fn on_message(&mut self, msg: ServerMsg, now: Instant) -> Option<SessionEnd> {
+        match msg {
+            ServerMsg::Reply { id, text } => {
+                let Some(rtt) = self.rtt.replied(id, now) else {
+                    // A reply to something we no longer track (already given
+                    // up on after a reconnect): nothing to measure.
+                    return None;
+                };
+                self.log.log(
+                    EventKind::MessageReceived,
+                    &format!(
+                        "{} <- server {} #{id} {}: {text}",
+                        self.name,
+                        self.peer(),
+                        eventlog::format_rtt(rtt)
+                    ),
+                );
+                self.emit(ClientEvent::Reply { id, text, rtt });
+            }
+            ServerMsg::Chat { from, text, ts } => {
+                self.log.log(
+                    EventKind::MessageReceived,
+                    &format!("{} <- {from} via {}: {text}", self.name, self.peer()),
+                );
+                self.emit(ClientEvent::Chat { from, text, ts });
+            }
+            ServerMsg::Join { name, users } => self.emit(ClientEvent::Join { name, users }),
+            ServerMsg::Leave {
+                name,
+                users,
+                reason,
+            } => self.emit(ClientEvent::Leave {
+                name,
+                users,
+                reason,
+            }),
+            ServerMsg::Nick { old, new } => {
+                if old == self.name {
+                    self.name = new.clone();
+                }
+                self.emit(ClientEvent::Nick { old, new });
+            }
+            ServerMsg::Error { message } => {
+                self.log.log(
+                    EventKind::Error,
+                    &format!("{}: server {} says: {message}", self.name, self.peer()),
+                );
+                self.emit(ClientEvent::ServerError(message));
+            }
+            ServerMsg::Shutdown { message } => {
+                return Some(self.lost(&format!("the server is stopping ({message})")));
+            }
+            ServerMsg::Event { line } => self.emit(ClientEvent::ServerEvent(line)),
+            ServerMsg::Dropped { count } => self.emit(ClientEvent::EventsDropped(count)),
+            ServerMsg::Stats {
+                clients,
+                names,
+                msgs_per_sec,
+                uptime_secs,
+            } => self.emit(ClientEvent::ServerStats {
+                clients,
+                names,
+                msgs_per_sec,
+                uptime_secs,
+            }),
+            ServerMsg::Welcome { .. } => {}
+        }
+        None
+    }
+}
+
+async fn write_msg(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    msg: &ClientMsg,
+) -> Result<(), String> {
+    wr.write_all(protocol::encode(msg).as_bytes())
+        .await
+        .map_err(|e| format!("connection lost: {e}"))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtt_matches_by_id_not_order() {
+        let mut t = RttTracker::default();
+        let t0 = Instant::now();
+        t.sent(1, t0);
+        t.sent(2, t0 + Duration::from_millis(1));
+        assert_eq!(
+            t.replied(2, t0 + Duration::from_millis(3)),
+            Some(Duration::from_millis(2))
+        );
+        assert_eq!(
+            t.replied(1, t0 + Duration::from_millis(5)),
+            Some(Duration::from_millis(5))
+        );
+        assert_eq!(t.replied(1, t0), None);
+    }
+
+    #[test]
+    fn expiry_reports_once() {
+        let mut t = RttTracker::default();
+        let t0 = Instant::now();
+        t.sent(1, t0);
+        assert!(t.expire(t0, Duration::from_secs(1)).is_empty());
+        assert_eq!(
+            t.expire(t0 + Duration::from_secs(2), Duration::from_secs(1)),
+            vec![1]
+        );
+        assert!(
+            t.expire(t0 + Duration::from_secs(3), Duration::from_secs(1))
+                .is_empty()
+        );
+        assert_eq!(t.in_flight(), 1);
+        assert_eq!(t.drain(), vec![1]);
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(30), Duration::from_millis(5000));
+    }
+}

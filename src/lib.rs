@@ -1,0 +1,20 @@
+//! chatmon: a thread-per-client chat and echo server, a terminal chat client
+//! with live round-trip latency, and the tools to analyse their event log.
+//!
+//! # Layout
+//! - [`protocol`]: wire format, line framing and limits (one encoder, one decoder).
+//! - [`eventlog`]: the log line format (one writer, one parser) and the
+//!   non-blocking log writer shared by server and client.
+//! - [`server`]: listener, per-client session threads, the relay hub.
+//! - [`client`]: the chat client's connection task: reconnects, RTT tracking.
+//! - [`tail`]: follows a log file like `tail -F`.
+//! - [`tui`]: the terminal UI: state, input handling, rendering.
+//! - [`sys`]: small OS helpers (descriptor limits, polling a socket).
+
+pub mod client;
+pub mod eventlog;
+pub mod protocol;
+pub mod server;
+pub mod sys;
+pub mod tail;
+pub mod tui;

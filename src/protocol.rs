@@ -1,0 +1,414 @@
+//! The wire protocol: framing, message types, limits. This module holds the
+//! only encoder ([`encode`]) and the only decoder ([`decode`]) of chatmon's
+//! messages, and the only line framer ([`LineFramer`]).
+//!
+//! Every message is one line of UTF-8 ending in `\n`. A connection whose first
+//! line is a chatmon `hello` (a JSON object) is a *chat* session and speaks JSON
+//! lines from then on; any other connection is a *plain* session, where each
+//! line `T` is answered with `Server received: T` (the seed's protocol, so `nc`
+//! and the seed's Python client work unchanged).
+
+use serde::{Deserialize, Serialize};
+
+/// Default server address: loopback, so nothing is exposed unless asked.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
+/// Default maximum line length in bytes (without the newline).
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+/// Protocol version carried in the hello, so a future server can refuse an
+/// incompatible client with words instead of garbage.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Names longer than this are refused: they would wreck every layout and let a
+/// user push other people's text off screen.
+pub const MAX_NAME_LEN: usize = 32;
+/// The prefix of every reply, as in the seed.
+pub const REPLY_PREFIX: &str = "Server received: ";
+/// The first line a plain session sends when the server requires a token.
+pub const PLAIN_AUTH_PREFIX: &str = "AUTH ";
+
+/// What a chat client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Opens a chat session. Must be the first line.
+    Hello {
+        /// Protocol version the client speaks.
+        v: u32,
+        /// Wanted display name; the server makes it unique.
+        name: String,
+        /// Shared secret, when the server was started with `--token`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// Ask for the server's event stream from the start.
+        #[serde(default, skip_serializing_if = "is_false")]
+        subscribe: bool,
+    },
+    /// A chat message; `id` is chosen by the client and echoed in the reply so
+    /// that round trips can be matched even while relays interleave.
+    Msg { id: u64, text: String },
+    /// Change display name.
+    Nick { name: String },
+    /// Start or stop receiving the server's event stream.
+    Subscribe { on: bool },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// What a server sends to a chat client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// Answer to `hello`: the name actually given and who is in the room.
+    Welcome {
+        name: String,
+        users: Vec<String>,
+        server: String,
+    },
+    /// Answer to one `msg`, carrying its id.
+    Reply { id: u64, text: String },
+    /// Someone else's message, relayed. `ts` is the server's local time.
+    Chat {
+        from: String,
+        text: String,
+        ts: String,
+    },
+    /// Someone joined; `users` is the room size afterwards.
+    Join { name: String, users: usize },
+    /// Someone left; `users` is the room size afterwards.
+    Leave {
+        name: String,
+        users: usize,
+        reason: String,
+    },
+    /// Someone changed name.
+    Nick { old: String, new: String },
+    /// Something the client did was refused; the session goes on unless the
+    /// server closes it.
+    Error { message: String },
+    /// The server is stopping; the connection closes next.
+    Shutdown { message: String },
+    /// One line of the server's event log (for subscribers).
+    Event { line: String },
+    /// Events the server could not deliver because this subscriber was slow.
+    Dropped { count: u64 },
+    /// Periodic server figures (for subscribers).
+    Stats {
+        clients: usize,
+        names: Vec<String>,
+        msgs_per_sec: f64,
+        uptime_secs: u64,
+    },
+}
+
+/// Why a line could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("message is not valid UTF-8 (byte {valid_up_to} is not)")]
+    InvalidUtf8 { valid_up_to: usize },
+    #[error("message is not a valid chatmon message: {0}")]
+    Malformed(String),
+}
+
+/// Encodes one message as a line, newline included. The only encoder.
+pub fn encode<T: Serialize>(msg: &T) -> String {
+    // Serializing our own enums of strings and numbers cannot fail; a failure
+    // would be a bug, and an empty object is still a valid (ignored) line.
+    let mut s = serde_json::to_string(msg).unwrap_or_else(|_| String::from("{}"));
+    s.push('\n');
+    s
+}
+
+/// Decodes one line (without its newline). The only decoder.
+pub fn decode<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, ProtocolError> {
+    let text = as_utf8(line)?;
+    serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))
+}
+
+/// Checks a line is UTF-8, with an error that says where it is not.
+pub fn as_utf8(line: &[u8]) -> Result<&str, ProtocolError> {
+    std::str::from_utf8(line).map_err(|e| ProtocolError::InvalidUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })
+}
+
+/// Whether a first line looks like a chatmon hello (rather than plain text
+/// that happens to start with a brace).
+pub fn looks_like_hello(line: &[u8]) -> bool {
+    let t = line.trim_ascii_start();
+    t.starts_with(b"{") && memfind(t, b"\"hello\"")
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The seed's reply to a message.
+pub fn reply_text(text: &str) -> String {
+    let mut s = String::with_capacity(REPLY_PREFIX.len() + text.len());
+    s.push_str(REPLY_PREFIX);
+    s.push_str(text);
+    s
+}
+
+/// Checks a display name: 1..=32 characters, letters, digits and `_-.`, and
+/// not one that could pass for the server.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if n == 0 {
+        return Err("name is empty".into());
+    }
+    if n > MAX_NAME_LEN {
+        return Err(format!("name is longer than {MAX_NAME_LEN} characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "name may only hold letters, digits, '_', '-' and '.' (not {c:?})"
+        ));
+    }
+    let lower = name.to_lowercase();
+    if matches!(lower.as_str(), "server" | "chatmon" | "system" | "you") {
+        return Err(format!("the name {name:?} is reserved"));
+    }
+    Ok(())
+}
+
+/// Turns any string into a valid name, for defaults such as the login name.
+pub fn sanitize_name(raw: &str) -> String {
+    let mut s: String = raw
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .take(MAX_NAME_LEN)
+        .collect();
+    if validate_name(&s).is_err() {
+        s = String::from("guest");
+    }
+    s
+}
+
+/// One unit of input split off a byte stream by [`LineFramer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete line without its `\n` (and without a trailing `\r`).
+    Line(Vec<u8>),
+    /// A line longer than the limit; its bytes were discarded. `len` is how
+    /// many bytes it had (the newline not counted).
+    TooLong { len: usize },
+}
+
+/// Splits a byte stream into lines with a hard limit on line length, without
+/// ever holding more than `max_line` bytes of one line in memory. Sans-IO so
+/// that the blocking server and the async client share it.
+#[derive(Debug)]
+pub struct LineFramer {
+    buf: Vec<u8>,
+    max_line: usize,
+    /// Bytes of an oversized line seen so far, while skipping to its end.
+    discarding: Option<usize>,
+}
+
+impl LineFramer {
+    pub fn new(max_line: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            max_line,
+            discarding: None,
+        }
+    }
+
+    /// Feeds bytes and appends every frame they complete to `out`.
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Frame>) {
+        while !data.is_empty() {
+            let nl = data.iter().position(|&b| b == b'\n');
+            if let Some(skipped) = self.discarding.as_mut() {
+                match nl {
+                    Some(i) => {
+                        let len = *skipped + i;
+                        self.discarding = None;
+                        out.push(Frame::TooLong { len });
+                        data = &data[i + 1..];
+                    }
+                    None => {
+                        *skipped += data.len();
+                        return;
+                    }
+                }
+                continue;
+            }
+            match nl {
+                Some(i) => {
+                    let total = self.buf.len() + i;
+                    // A trailing \r is not part of the message, so a line of
+                    // exactly max_line bytes followed by \r\n still fits.
+                    let ends_cr = if i > 0 {
+                        data[i - 1] == b'\r'
+                    } else {
+                        self.buf.last() == Some(&b'\r')
+                    };
+                    let content = total - usize::from(ends_cr);
+                    if content > self.max_line {
+                        self.buf.clear();
+                        out.push(Frame::TooLong { len: content });
+                    } else {
+                        self.buf.extend_from_slice(&data[..i]);
+                        let mut line = std::mem::take(&mut self.buf);
+                        if ends_cr {
+                            line.pop();
+                        }
+                        out.push(Frame::Line(line));
+                    }
+                    data = &data[i + 1..];
+                }
+                None => {
+                    // Allow one extra byte for a possible \r before the \n.
+                    if self.buf.len() + data.len() > self.max_line + 1 {
+                        self.discarding = Some(self.buf.len() + data.len());
+                        self.buf = Vec::new();
+                    } else {
+                        self.buf.extend_from_slice(data);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Bytes waiting for their newline.
+    pub fn pending(&self) -> usize {
+        self.buf.len() + self.discarding.unwrap_or(0)
+    }
+
+    /// Whether an oversized line is being skipped.
+    pub fn is_discarding(&self) -> bool {
+        self.discarding.is_some()
+    }
+
+    /// Ends the current partial line as if a newline had come: used for the
+    /// seed's clients, which send a message without a newline and wait.
+    pub fn flush(&mut self) -> Option<Frame> {
+        if let Some(len) = self.discarding.take() {
+            return Some(Frame::TooLong { len });
+        }
+        if self.buf.is_empty() {
+            return None;
+        }
+        let mut line = std::mem::take(&mut self.buf);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.len() > self.max_line {
+            return Some(Frame::TooLong { len: line.len() });
+        }
+        Some(Frame::Line(line))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(max: usize, chunks: &[&[u8]]) -> Vec<Frame> {
+        let mut f = LineFramer::new(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            f.push(c, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_across_chunks_and_drops_cr() {
+        let out = frames(100, &[b"hel", b"lo\r\nwor", b"ld\n\n"]);
+        assert_eq!(
+            out,
+            vec![
+                Frame::Line(b"hello".to_vec()),
+                Frame::Line(b"world".to_vec()),
+                Frame::Line(Vec::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn oversized_line_is_reported_and_next_line_survives() {
+        let out = frames(4, &[b"abcdefgh", b"ij\nok\n"]);
+        assert_eq!(
+            out,
+            vec![Frame::TooLong { len: 10 }, Frame::Line(b"ok".to_vec())]
+        );
+        let out = frames(4, &[b"abcdefgh\nok\n"]);
+        assert_eq!(
+            out,
+            vec![Frame::TooLong { len: 8 }, Frame::Line(b"ok".to_vec())]
+        );
+    }
+
+    #[test]
+    fn exact_limit_fits_with_crlf() {
+        let out = frames(4, &[b"abcd\r", b"\n"]);
+        assert_eq!(out, vec![Frame::Line(b"abcd".to_vec())]);
+        let out = frames(4, &[b"abcde\n"]);
+        assert_eq!(out, vec![Frame::TooLong { len: 5 }]);
+    }
+
+    #[test]
+    fn flush_ends_a_partial_line() {
+        let mut f = LineFramer::new(100);
+        let mut out = Vec::new();
+        f.push(b"Hello, Server!", &mut out);
+        assert!(out.is_empty());
+        assert_eq!(f.pending(), 14);
+        assert_eq!(f.flush(), Some(Frame::Line(b"Hello, Server!".to_vec())));
+        assert_eq!(f.flush(), None);
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let m = ClientMsg::Msg {
+            id: 7,
+            text: "héllo \"x\" 🎉".into(),
+        };
+        let line = encode(&m);
+        assert!(line.ends_with('\n'));
+        let back: ClientMsg = decode(line.trim_end().as_bytes()).expect("decodes");
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn decode_errors_are_clear() {
+        let e = decode::<ClientMsg>(b"\xff\xfe").unwrap_err();
+        assert_eq!(e, ProtocolError::InvalidUtf8 { valid_up_to: 0 });
+        assert!(e.to_string().contains("not valid UTF-8"));
+        let e = decode::<ClientMsg>(b"{\"type\":\"nope\"}").unwrap_err();
+        assert!(matches!(e, ProtocolError::Malformed(_)));
+    }
+
+    #[test]
+    fn hello_detection() {
+        let h = encode(&ClientMsg::Hello {
+            v: PROTOCOL_VERSION,
+            name: "a".into(),
+            token: None,
+            subscribe: false,
+        });
+        assert!(looks_like_hello(h.trim_end().as_bytes()));
+        assert!(!looks_like_hello(b"hello"));
+        assert!(!looks_like_hello(b"{not json}"));
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("alice").is_ok());
+        assert!(validate_name("李雷").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("Server").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name("evil\u{1b}[2J").is_err());
+        assert!(validate_name(&"x".repeat(33)).is_err());
+        assert_eq!(sanitize_name("j doe!"), "jdoe");
+        assert_eq!(sanitize_name("!!"), "guest");
+    }
+}

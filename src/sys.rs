@@ -1,0 +1,116 @@
+//! Small OS helpers the standard library does not offer.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Raises the soft limit on open descriptors to the hard limit, so that a
+/// thread-per-client server can hold as many clients as the system allows.
+/// Returns the new soft limit.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let new = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok(new.rlim_cur);
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// Waits until `sock` has bytes to read (or EOF/error), at most `timeout`
+/// (`None`: forever). Returns whether it is readable.
+pub fn wait_readable(sock: &impl AsRawFd, timeout: Option<Duration>) -> io::Result<bool> {
+    let ms: libc::c_int = match timeout {
+        None => -1,
+        Some(d) => d.as_millis().min(i32::MAX as u128) as libc::c_int,
+    };
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, count 1.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r >= 0 {
+            return Ok(r > 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Turns on TCP keepalive with a probe after `idle`, so that peers that
+/// vanished without a FIN (pulled cable, crashed host) are noticed.
+pub fn set_keepalive(sock: &impl AsRawFd, idle: Duration) -> io::Result<()> {
+    let fd = sock.as_raw_fd();
+    let set = |level, name, val: libc::c_int| -> io::Result<()> {
+        // SAFETY: setsockopt reads one c_int from a valid pointer.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&val as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    let secs = idle.as_secs().clamp(1, 32767) as libc::c_int;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, (secs / 4).max(1))?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4)?;
+    Ok(())
+}
+
+/// Resident memory of this process in bytes (Linux), for reports.
+pub fn resident_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+/// Number of threads of this process (Linux).
+pub fn thread_count() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+}
+
+/// Number of open descriptors of this process (Linux).
+pub fn fd_count() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+}
+
+/// The user's login name, for the default chat name.
+pub fn login_name() -> String {
+    for var in ["USER", "LOGNAME", "USERNAME"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return v;
+        }
+    }
+    String::from("guest")
+}

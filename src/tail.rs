@@ -1,0 +1,254 @@
+//! Follows a file as other processes append to it, like `tail -F`: starts
+//! from the last lines without reading a large file whole, notices truncation
+//! and rotation (a new file under the same name), and keeps nothing but the
+//! bytes of one unfinished line.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How far back from the end the first read starts.
+const START_WINDOW: u64 = 64 * 1024;
+/// Most bytes read in one poll, so that a burst of appends cannot stall the UI.
+const MAX_READ: usize = 1024 * 1024;
+/// An unfinished line longer than this is cut, so a writer that never ends
+/// its line cannot grow our memory.
+const MAX_PARTIAL: usize = 64 * 1024;
+
+/// What one poll found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TailUpdate {
+    /// Complete new lines, oldest first (newline and `\r` removed, invalid
+    /// UTF-8 replaced).
+    pub lines: Vec<String>,
+    /// Set when the file was truncated or replaced since the last poll.
+    pub reset: Option<String>,
+}
+
+/// A followed file. Call [`Tailer::poll`] periodically.
+#[derive(Debug)]
+pub struct Tailer {
+    path: PathBuf,
+    file: Option<File>,
+    /// (device, inode) of the open file, to notice rotation.
+    id: Option<(u64, u64)>,
+    pos: u64,
+    partial: Vec<u8>,
+    first: bool,
+    /// Lines wanted from the existing content on the first poll.
+    initial_lines: usize,
+}
+
+impl Tailer {
+    pub fn new(path: impl Into<PathBuf>, initial_lines: usize) -> Self {
+        Tailer {
+            path: path.into(),
+            file: None,
+            id: None,
+            pos: 0,
+            partial: Vec::new(),
+            first: true,
+            initial_lines,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads whatever was appended since the last call. A missing file is
+    /// not an error (it may appear later); other I/O errors are returned.
+    pub fn poll(&mut self) -> io::Result<TailUpdate> {
+        let mut update = TailUpdate::default();
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if self.file.take().is_some() {
+                    update.reset = Some("file removed; waiting for it to come back".into());
+                    self.id = None;
+                    self.partial.clear();
+                }
+                return Ok(update);
+            }
+            Err(e) => return Err(e),
+        };
+        let id = (meta.dev(), meta.ino());
+        if self.id != Some(id) {
+            if self.id.is_some() {
+                update.reset = Some("file replaced (rotated); following the new one".into());
+            }
+            self.file = Some(File::open(&self.path)?);
+            self.id = Some(id);
+            self.partial.clear();
+            self.pos = 0;
+            if self.first {
+                self.pos = meta.len().saturating_sub(START_WINDOW);
+            }
+        } else if meta.len() < self.pos {
+            update.reset = Some("file truncated; reading from its start".into());
+            self.pos = 0;
+            self.partial.clear();
+        }
+        let skip_first_partial = self.first && self.pos > 0;
+        let first = std::mem::replace(&mut self.first, false);
+        let Some(file) = self.file.as_mut() else {
+            return Ok(update);
+        };
+        if meta.len() == self.pos {
+            return Ok(update);
+        }
+        file.seek(SeekFrom::Start(self.pos))?;
+        let want = (meta.len() - self.pos).min(MAX_READ as u64) as usize;
+        let mut buf = vec![0u8; want];
+        let n = read_up_to(file, &mut buf)?;
+        buf.truncate(n);
+        self.pos += n as u64;
+        let mut start = 0;
+        if skip_first_partial {
+            // We started mid-file: the bytes before the first newline are the
+            // tail of a line we never saw whole.
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => start = i + 1,
+                None => {
+                    self.partial.clear();
+                    return Ok(update);
+                }
+            }
+        }
+        for chunk in buf[start..].split_inclusive(|&b| b == b'\n') {
+            if chunk.last() == Some(&b'\n') {
+                self.partial.extend_from_slice(&chunk[..chunk.len() - 1]);
+                if self.partial.last() == Some(&b'\r') {
+                    self.partial.pop();
+                }
+                update
+                    .lines
+                    .push(String::from_utf8_lossy(&self.partial).into_owned());
+                self.partial.clear();
+            } else {
+                let room = MAX_PARTIAL.saturating_sub(self.partial.len());
+                self.partial
+                    .extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+        }
+        if first && update.lines.len() > self.initial_lines {
+            let cut = update.lines.len() - self.initial_lines;
+            update.lines.drain(..cut);
+        }
+        Ok(update)
+    }
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Polling period of the background follower.
+pub const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// Follows `path` on a background thread, sending each update that holds
+/// something to `tx`, until `tx` is closed.
+pub fn spawn(
+    path: PathBuf,
+    initial_lines: usize,
+    tx: tokio::sync::mpsc::UnboundedSender<Result<TailUpdate, String>>,
+) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("chatmon-tail".into())
+        .spawn(move || {
+            let mut t = Tailer::new(path, initial_lines);
+            let mut last_err: Option<String> = None;
+            loop {
+                let msg = match t.poll() {
+                    Ok(u) if u.lines.is_empty() && u.reset.is_none() => None,
+                    Ok(u) => {
+                        last_err = None;
+                        Some(Ok(u))
+                    }
+                    Err(e) => {
+                        let s = format!("cannot read {}: {e}", t.path().display());
+                        // Say it once, not five times a second.
+                        if last_err.as_deref() == Some(s.as_str()) {
+                            None
+                        } else {
+                            last_err = Some(s.clone());
+                            Some(Err(s))
+                        }
+                    }
+                };
+                if let Some(m) = msg
+                    && tx.send(m).is_err()
+                {
+                    return;
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                std::thread::sleep(POLL_EVERY);
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn append(p: &Path, s: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .expect("open");
+        f.write_all(s.as_bytes()).expect("write");
+    }
+
+    #[test]
+    fn follows_appends_truncation_and_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("log.txt");
+        let mut t = Tailer::new(&p, 2);
+        assert_eq!(t.poll().expect("poll"), TailUpdate::default());
+        append(&p, "a\nb\nc\npart");
+        assert_eq!(t.poll().expect("poll").lines, vec!["b", "c"]);
+        append(&p, "ial\r\nd\n");
+        assert_eq!(t.poll().expect("poll").lines, vec!["partial", "d"]);
+        // Truncate in place.
+        std::fs::write(&p, "x\n").expect("truncate");
+        let u = t.poll().expect("poll");
+        assert!(u.reset.expect("reset").contains("truncated"));
+        assert_eq!(u.lines, vec!["x"]);
+        // Rotate: rename away, create a new file.
+        std::fs::rename(&p, dir.path().join("log.1")).expect("rename");
+        append(&p, "new\n");
+        let u = t.poll().expect("poll");
+        assert!(u.reset.expect("reset").contains("rotated"));
+        assert_eq!(u.lines, vec!["new"]);
+    }
+
+    #[test]
+    fn starts_near_the_end_of_a_big_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("big.txt");
+        let mut s = String::new();
+        for i in 0..100_000 {
+            s.push_str(&format!("line {i}\n"));
+        }
+        std::fs::write(&p, &s).expect("write");
+        let mut t = Tailer::new(&p, 3);
+        let u = t.poll().expect("poll");
+        assert_eq!(u.lines, vec!["line 99997", "line 99998", "line 99999"]);
+    }
+}

@@ -1,0 +1,256 @@
+//! The terminal chat client: terminal setup and the event loop. State lives in
+//! [`app`], drawing in [`render`]; the socket and the log tail run as
+//! background tasks that send events over channels.
+
+pub mod app;
+pub mod render;
+
+use std::io::{self, ErrorKind};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+    EventStream,
+};
+use crossterm::execute;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::client::{self, ClientConfig, ClientEvent, Command};
+use crate::eventlog::EventLog;
+use crate::server::{Server, ServerConfig};
+use crate::tail;
+use app::{Action, App, Level, LogSource};
+
+/// Settings of `chatmon chat`.
+#[derive(Debug, Clone)]
+pub struct ChatOptions {
+    pub server: String,
+    pub name: String,
+    pub log: PathBuf,
+    pub tail: Option<PathBuf>,
+    pub token: Option<String>,
+    /// Start a server in this process when nothing listens at a loopback
+    /// address.
+    pub auto_server: bool,
+}
+
+/// Ticks for live figures (pending timers, msg/s, reconnect countdown).
+const TICK: Duration = Duration::from_millis(250);
+/// Lines of the log shown at start.
+const TAIL_START_LINES: usize = 200;
+
+/// Runs the chat TUI until the user quits.
+pub fn run(opts: ChatOptions) -> Result<()> {
+    let log = EventLog::open(&opts.log)
+        .with_context(|| format!("cannot start: log file {}", opts.log.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut local: Option<Server> = None;
+    if opts.auto_server && nothing_listens(&opts.server) {
+        local = start_local_server(&opts.server, &log).ok();
+    }
+    let result = rt.block_on(run_async(&opts, log.clone(), &mut local));
+    if let Some(s) = local {
+        s.shutdown(Duration::from_secs(1));
+    }
+    log.flush();
+    result
+}
+
+/// Whether `addr` is a loopback address where nothing accepts connections.
+fn nothing_listens(addr: &str) -> bool {
+    let Some(sa) = loopback_addr(addr) else {
+        return false;
+    };
+    matches!(
+        TcpStream::connect_timeout(&sa, Duration::from_millis(500)),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused
+    )
+}
+
+fn loopback_addr(addr: &str) -> Option<SocketAddr> {
+    let sa = addr.to_socket_addrs().ok()?.next()?;
+    sa.ip().is_loopback().then_some(sa)
+}
+
+fn start_local_server(addr: &str, log: &EventLog) -> io::Result<Server> {
+    let bind = loopback_addr(addr).ok_or_else(|| io::Error::other("not a loopback address"))?;
+    Server::start(
+        ServerConfig {
+            bind,
+            ..ServerConfig::default()
+        },
+        log.clone(),
+    )
+}
+
+/// Restores the terminal when dropped: on quit, on error and on unwind.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = execute!(io::stdout(), DisableMouseCapture, DisableBracketedPaste);
+        ratatui::restore();
+    }
+}
+
+async fn run_async(opts: &ChatOptions, log: EventLog, local: &mut Option<Server>) -> Result<()> {
+    let mut config = ClientConfig::new(opts.server.clone(), opts.name.clone());
+    config.token = opts.token.clone();
+    // The stream makes the log panel work for remote servers; lines that
+    // also reach the tailed file are shown once.
+    config.subscribe = true;
+    let tail_path = opts.tail.clone().unwrap_or_else(|| opts.log.clone());
+    let mut app = App::new(&opts.server, &opts.name, &tail_path.display().to_string());
+    app.reply_timeout = config.reply_timeout;
+    if local.is_some() {
+        app.local_server = Some("local server (in this process)".into());
+        app.notice(
+            Level::Info,
+            format!(
+                "nothing was listening at {}, so this chatmon runs the server itself; more TUIs can join with `chatmon chat`",
+                opts.server
+            ),
+        );
+    }
+    let (handle, mut client_rx) = client::spawn(config, log.clone());
+    let (tail_tx, mut tail_rx) = mpsc::unbounded_channel();
+    tail::spawn(tail_path.clone(), TAIL_START_LINES, tail_tx)
+        .context("cannot start the log follower")?;
+
+    // Mouse capture is not undone by ratatui's panic hook: add it first, so
+    // that ratatui's hook (installed by init) runs before it.
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = execute!(io::stdout(), DisableMouseCapture, DisableBracketedPaste);
+        prev(info);
+    }));
+    let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    let _guard = TerminalGuard;
+    execute!(io::stdout(), EnableMouseCapture, EnableBracketedPaste)
+        .context("cannot set up the terminal")?;
+
+    let mut events = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot watch SIGHUP")?;
+    let mut dirty = true;
+    loop {
+        if dirty {
+            terminal.draw(|f| render::draw(f, &mut app))?;
+            dirty = false;
+        }
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(ev)) => {
+                    if let Some(action) = app.on_event(&ev) {
+                        perform(&mut app, &handle, action);
+                    }
+                    dirty = true;
+                }
+                Some(Err(e)) => return Err(e).context("cannot read the terminal"),
+                None => break,
+            },
+            ev = client_rx.recv() => {
+                let Some(ev) = ev else { break };
+                on_client_event(&mut app, ev, &opts.server, &log, local, opts.auto_server);
+                // Take everything else that is ready before drawing once.
+                while let Ok(ev) = client_rx.try_recv() {
+                    on_client_event(&mut app, ev, &opts.server, &log, local, opts.auto_server);
+                }
+                dirty = true;
+            },
+            up = tail_rx.recv() => {
+                if let Some(up) = up {
+                    on_tail(&mut app, up);
+                    while let Ok(up) = tail_rx.try_recv() {
+                        on_tail(&mut app, up);
+                    }
+                    dirty = true;
+                }
+            },
+            _ = tick.tick() => {
+                dirty |= app.on_tick(Instant::now());
+            },
+            _ = sigterm.recv() => app.quit = true,
+            _ = sighup.recv() => app.quit = true,
+        }
+        if app.quit {
+            break;
+        }
+    }
+    // Say goodbye properly (the server logs a clean disconnection), but never
+    // hang on a dead connection.
+    handle.command(Command::Quit);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(ev) = client_rx.recv().await {
+            if ev == ClientEvent::Closed {
+                break;
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+fn perform(app: &mut App, handle: &client::ClientHandle, action: Action) {
+    match action {
+        Action::Send(text) => {
+            let id = handle.send(text.clone());
+            app.sent_local(id, text);
+        }
+        Action::Nick(n) => handle.command(Command::Nick(n)),
+        Action::Subscribe(on) => handle.command(Command::Subscribe(on)),
+        Action::Quit => app.quit = true,
+    }
+}
+
+fn on_client_event(
+    app: &mut App,
+    ev: ClientEvent,
+    server: &str,
+    log: &EventLog,
+    local: &mut Option<Server>,
+    auto_server: bool,
+) {
+    // The server we used went away (another TUI that ran it quit): if we
+    // may, take over on the same loopback address.
+    if let ClientEvent::Disconnected { reason, .. } = &ev
+        && auto_server
+        && local.is_none()
+        && reason.contains("refused")
+        && let Ok(s) = start_local_server(server, log)
+    {
+        *local = Some(s);
+        app.local_server = Some("local server (in this process)".into());
+        app.notice(
+            Level::Info,
+            "the server went away; this chatmon now runs one itself",
+        );
+    }
+    app.on_client(ev, Instant::now());
+}
+
+fn on_tail(app: &mut App, up: Result<tail::TailUpdate, String>) {
+    match up {
+        Ok(u) => {
+            if let Some(r) = u.reset {
+                app.log_note = Some(r);
+            }
+            for l in u.lines {
+                app.push_log(LogSource::File, l);
+            }
+        }
+        Err(e) => app.log_note = Some(e),
+    }
+}
