@@ -473,7 +473,10 @@ impl EventLog {
         // The writer only goes away at close; a line logged after that has
         // nowhere to go, and saying so on stderr is all that is left.
         if let Err(mpsc::SendError(Cmd::Line(l))) = self.tx.send(Cmd::Line(line)) {
-            eprint!("chatmon: log closed, event not written: {l}");
+            crate::sys::warn(format_args!(
+                "chatmon: log closed, event not written: {}",
+                l.trim_end()
+            ));
         }
     }
 
@@ -514,10 +517,10 @@ fn writer_loop<S: LogSink>(mut sink: S, rx: mpsc::Receiver<Cmd>) {
                         }
                         thread::sleep(Duration::from_millis(250));
                     }
-                    eprintln!(
+                    crate::sys::warn(format_args!(
                         "chatmon: could not write {} bytes of log at exit",
                         buf.len()
-                    );
+                    ));
                     return;
                 }
             }
@@ -543,7 +546,7 @@ fn writer_loop<S: LogSink>(mut sink: S, rx: mpsc::Receiver<Cmd>) {
             Ok(()) => {
                 buf.clear();
                 if let Some((err, lines)) = failing.take() {
-                    eprintln!("chatmon: log writing works again");
+                    crate::sys::warn(format_args!("chatmon: log writing works again"));
                     let msg = format!(
                         "log writing failed ({err}); {lines} lines were held back and are now written"
                     );
@@ -557,9 +560,9 @@ fn writer_loop<S: LogSink>(mut sink: S, rx: mpsc::Receiver<Cmd>) {
             Err(e) => {
                 let lines = buf.iter().filter(|&&b| b == b'\n').count();
                 if failing.is_none() {
-                    eprintln!(
+                    crate::sys::warn(format_args!(
                         "chatmon: cannot write the log: {e}; holding lines in memory and retrying"
-                    );
+                    ));
                 }
                 failing = Some((e.to_string(), lines));
                 // Flush waiters are released anyway: they must not hang on a

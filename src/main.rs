@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use chatmon::eventlog::EventLog;
 use chatmon::protocol::{self, DEFAULT_ADDR};
 use chatmon::server::{Server, ServerConfig};
+use chatmon::sys::warn;
 use chatmon::{sys, tui};
 
 /// Client-server communication monitor: a thread-per-client chat/echo server,
@@ -113,10 +114,10 @@ fn chat(a: ChatArgs) -> Result<()> {
 fn serve(a: ServeArgs) -> Result<()> {
     let nofile = sys::raise_nofile_limit().unwrap_or(0);
     if !a.bind.ip().is_loopback() && a.token.is_none() {
-        eprintln!(
+        warn(format_args!(
             "chatmon: warning: listening on {} without --token: anyone who can reach it can connect",
             a.bind
-        );
+        ));
     }
     let log = EventLog::open(&a.log)?;
     let nz = |d: Duration| (!d.is_zero()).then_some(d);
@@ -129,26 +130,26 @@ fn serve(a: ServeArgs) -> Result<()> {
         stats_interval: nz(a.stats_interval),
         ..ServerConfig::default()
     };
-    // Block the signals before any thread starts, so that every thread
-    // inherits the mask and the signal iterator below receives them.
+    // Handlers go in before the server starts, so that a SIGTERM arriving
+    // early still means a clean stop rather than an abrupt kill.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])
     .context("cannot install signal handlers")?;
     let server = Server::start(config, log.clone())?;
-    eprintln!(
+    warn(format_args!(
         "chatmon: listening on {}, logging to {} (descriptor limit {nofile}); Ctrl-C to stop",
         server.local_addr(),
         a.log.display()
-    );
+    ));
     if let Some(sig) = signals.forever().next() {
         let name = if sig == signal_hook::consts::SIGINT {
             "SIGINT"
         } else {
             "SIGTERM"
         };
-        eprintln!("chatmon: {name}: stopping");
+        warn(format_args!("chatmon: {name}: stopping"));
     }
     server.shutdown(Duration::from_secs(2));
     log.flush();

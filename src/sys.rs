@@ -114,3 +114,13 @@ pub fn login_name() -> String {
     }
     String::from("guest")
 }
+
+/// Writes a line to stderr, ignoring failure: `eprintln!` panics when stderr
+/// is closed (a daemonised server, a parent that stopped reading), and a log
+/// writer or session thread must never die of that.
+pub fn warn(msg: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut e = io::stderr().lock();
+    let _ = e.write_fmt(msg);
+    let _ = e.write_all(b"\n");
+}

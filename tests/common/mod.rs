@@ -77,7 +77,11 @@ impl TestServer {
             if let Some(l) = self.log_lines().into_iter().find(|l| pred(l)) {
                 return l;
             }
-            assert!(Instant::now() < deadline, "no log line {what}: {:#?}", self.log_lines());
+            assert!(
+                Instant::now() < deadline,
+                "no log line {what}: {:#?}",
+                self.log_lines()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -1,0 +1,223 @@
+//! The server in plain (seed-compatible) mode, against a real listener on an
+//! ephemeral loopback port.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use chatmon::eventlog::{self, EventKind};
+use common::{Plain, TestServer, assert_log_parses, connect};
+
+#[test]
+fn plain_line_gets_the_seed_reply() {
+    let ts = TestServer::start();
+    let mut c = Plain::new(ts.addr);
+    c.send(b"hello\n");
+    assert_eq!(c.line(), "Server received: hello");
+    c.send(b"with crlf\r\n");
+    assert_eq!(c.line(), "Server received: with crlf");
+    c.send(b"two\nlines\n");
+    assert_eq!(c.line(), "Server received: two");
+    assert_eq!(c.line(), "Server received: lines");
+    c.send("wide 世界 🎉\n".as_bytes());
+    assert_eq!(c.line(), "Server received: wide 世界 🎉");
+}
+
+#[test]
+fn message_without_newline_is_answered_like_the_seed() {
+    let ts = TestServer::start();
+    // Exactly what the seed's client does: send without newline, then recv.
+    let mut s = connect(ts.addr);
+    s.write_all(b"Hello, Server!").expect("send");
+    let mut buf = [0u8; 1024];
+    let mut got = Vec::new();
+    while !got.ends_with(b"\n") {
+        let n = s.read(&mut buf).expect("recv");
+        assert!(n > 0, "server closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"Server received: Hello, Server!\n");
+    // And again on the same connection.
+    s.write_all(b"second").expect("send");
+    got.clear();
+    while !got.ends_with(b"\n") {
+        let n = s.read(&mut buf).expect("recv");
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"Server received: second\n");
+}
+
+#[test]
+fn half_close_still_gets_the_last_reply() {
+    let ts = TestServer::start();
+    let mut s = connect(ts.addr);
+    s.write_all(b"bye").expect("send");
+    s.shutdown(std::net::Shutdown::Write).expect("half close");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read to end");
+    assert_eq!(out, "Server received: bye\n");
+}
+
+#[test]
+fn seed_python_client_gets_its_reply() {
+    let Ok(out) = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    assert!(out.status.success());
+    let ts = TestServer::start();
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n\
+         s.settimeout(5)\n\
+         s.connect(('127.0.0.1', {}))\n\
+         s.send('Hello, Server!'.encode())\n\
+         print(s.recv(1024).decode(), end='')\n\
+         s.close()\n",
+        ts.addr.port()
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Server received: Hello, Server!\n"
+    );
+}
+
+#[test]
+fn oversized_line_is_refused_and_connection_stays_usable() {
+    let ts = TestServer::with(|c| c.max_line = 1000);
+    let mut c = Plain::new(ts.addr);
+    let mut big = vec![b'x'; 5000];
+    big.push(b'\n');
+    c.send(&big);
+    let err = c.line();
+    assert!(err.starts_with("Error: "), "{err}");
+    assert!(err.contains("5000 bytes"), "{err}");
+    assert!(err.contains("limit of 1000 bytes"), "{err}");
+    c.send(b"still here\n");
+    assert_eq!(c.line(), "Server received: still here");
+    // Exactly at the limit is fine.
+    let mut exact = vec![b'y'; 1000];
+    exact.push(b'\n');
+    c.send(&exact);
+    assert_eq!(c.line(), format!("Server received: {}", "y".repeat(1000)));
+    ts.wait_log("for the oversized line", |l| {
+        l.starts_with("Error: ") && l.contains("5000 bytes")
+    });
+}
+
+#[test]
+fn invalid_utf8_is_refused_and_connection_stays_usable() {
+    let ts = TestServer::start();
+    let mut c = Plain::new(ts.addr);
+    c.send(b"ab\xff\xfecd\n");
+    let err = c.line();
+    assert!(
+        err.starts_with("Error: message is not valid UTF-8"),
+        "{err}"
+    );
+    c.send(b"ok\n");
+    assert_eq!(c.line(), "Server received: ok");
+}
+
+#[test]
+fn connections_over_the_limit_are_refused_and_logged() {
+    let ts = TestServer::with(|c| c.max_clients = 2);
+    let mut a = Plain::new(ts.addr);
+    let mut b = Plain::new(ts.addr);
+    a.send(b"a\n");
+    b.send(b"b\n");
+    assert_eq!(a.line(), "Server received: a");
+    assert_eq!(b.line(), "Server received: b");
+    let mut third = connect(ts.addr);
+    let mut out = String::new();
+    let _ = third.read_to_string(&mut out);
+    assert!(
+        out.starts_with("Error: server is full (2 clients)"),
+        "{out:?}"
+    );
+    ts.wait_log("for the refusal", |l| l.contains("refused: server is full"));
+    // The clients it has are still served, and a slot frees when one leaves.
+    a.send(b"again\n");
+    assert_eq!(a.line(), "Server received: again");
+    drop(b);
+    let mut ok = None;
+    for _ in 0..100 {
+        if ts.server().active_clients() < 2 {
+            ok = Some(());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ok.is_some(), "slot never freed");
+    let mut d = Plain::new(ts.addr);
+    d.send(b"d\n");
+    assert_eq!(d.line(), "Server received: d");
+}
+
+#[test]
+fn every_event_is_logged_in_the_seed_format() {
+    let mut ts = TestServer::start();
+    let mut c = Plain::new(ts.addr);
+    c.send(b"log me\n");
+    assert_eq!(c.line(), "Server received: log me");
+    drop(c);
+    ts.wait_log("for the disconnection", |l| {
+        l.starts_with("Disconnection: ")
+    });
+    ts.stop();
+    let lines = ts.log_lines();
+    assert_log_parses(&lines);
+    let kinds: Vec<EventKind> = lines
+        .iter()
+        .map(|l| eventlog::parse_line(l).expect("parses").kind())
+        .collect();
+    assert_eq!(kinds.first(), Some(&EventKind::ServerStart));
+    assert_eq!(kinds.last(), Some(&EventKind::ServerStop));
+    for k in [
+        EventKind::Connection,
+        EventKind::MessageReceived,
+        EventKind::MessageSent,
+        EventKind::Disconnection,
+    ] {
+        assert!(kinds.contains(&k), "no {k} in {lines:#?}");
+    }
+    let received = lines
+        .iter()
+        .find(|l| l.starts_with("Message Received: "))
+        .expect("received line");
+    assert!(received.ends_with(": log me"), "{received}");
+    assert!(received.contains("server <- 127.0.0.1:"), "{received}");
+    let sent = lines
+        .iter()
+        .find(|l| l.starts_with("Message Sent: "))
+        .expect("sent line");
+    assert!(sent.ends_with("Server received: log me"), "{sent}");
+}
+
+#[test]
+fn shutdown_tells_clients_and_ends_the_log() {
+    let mut ts = TestServer::start();
+    let mut c = Plain::new(ts.addr);
+    c.send(b"x\n");
+    assert_eq!(c.line(), "Server received: x");
+    ts.stop();
+    assert_eq!(c.line(), "Server is stopping. Goodbye.");
+    assert_eq!(c.line(), "", "connection should be closed");
+    let lines = ts.log_lines();
+    assert!(lines.last().expect("lines").starts_with("Server Stop: "));
+}
