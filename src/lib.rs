@@ -6,13 +6,17 @@
 //! - [`eventlog`]: the log line format (one writer, one parser) and the
 //!   non-blocking log writer shared by server and client.
 //! - [`server`]: listener, per-client session threads, the relay hub.
+//! - [`metrics`]: the Prometheus endpoint (`serve --metrics`) and the
+//!   lock-free error and reply-time counters it exports.
 //! - [`client`]: the chat client's connection task: reconnects, RTT tracking.
 //! - [`tail`]: follows a log file like `tail -F`.
 //! - [`tui`]: the terminal UI: state, input handling, rendering.
 //! - [`sys`]: small OS helpers (descriptor limits, polling a socket).
 
+pub mod bench;
 pub mod client;
 pub mod eventlog;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod sys;

@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use chatmon::eventlog::EventLog;
+use chatmon::metrics::MetricsServer;
 use chatmon::protocol::{self, DEFAULT_ADDR};
-use chatmon::server::{Server, ServerConfig};
+use chatmon::server::{self, Server, ServerConfig};
 use chatmon::sys::warn;
 use chatmon::{sys, tui};
 
@@ -56,6 +57,9 @@ struct ServeArgs {
     /// Period of `Stats` events in the log (0 = off).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     stats_interval: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9478).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -113,11 +117,8 @@ fn chat(a: ChatArgs) -> Result<()> {
 
 fn serve(a: ServeArgs) -> Result<()> {
     let nofile = sys::raise_nofile_limit().unwrap_or(0);
-    if !a.bind.ip().is_loopback() && a.token.is_none() {
-        warn(format_args!(
-            "chatmon: warning: listening on {} without --token: anyone who can reach it can connect",
-            a.bind
-        ));
+    if let Some(w) = server::exposure_warning(a.bind, a.token.as_deref()) {
+        warn(format_args!("chatmon: {w}"));
     }
     let log = EventLog::open(&a.log)?;
     let nz = |d: Duration| (!d.is_zero()).then_some(d);
@@ -143,6 +144,24 @@ fn serve(a: ServeArgs) -> Result<()> {
         server.local_addr(),
         a.log.display()
     ));
+    let metrics = match a.metrics {
+        Some(addr) => {
+            let m = MetricsServer::start(addr, server.monitor())
+                .context("cannot start the metrics endpoint")?;
+            if !addr.ip().is_loopback() {
+                // The token guards the chat port only; say so.
+                warn(format_args!(
+                    "chatmon: warning: metrics on {addr} need no token: anyone who can reach it can read them"
+                ));
+            }
+            warn(format_args!(
+                "chatmon: metrics at http://{}/metrics",
+                m.local_addr()
+            ));
+            Some(m)
+        }
+        None => None,
+    };
     if let Some(sig) = signals.forever().next() {
         let name = if sig == signal_hook::consts::SIGINT {
             "SIGINT"
@@ -150,6 +169,9 @@ fn serve(a: ServeArgs) -> Result<()> {
             "SIGTERM"
         };
         warn(format_args!("chatmon: {name}: stopping"));
+    }
+    if let Some(m) = metrics {
+        m.shutdown();
     }
     server.shutdown(Duration::from_secs(2));
     log.flush();

@@ -22,6 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::eventlog::{self, EventKind, EventLog};
+use crate::metrics::{ErrorCounts, ErrorKind, ReplyTimes};
 use crate::protocol::{
     self, ClientMsg, Frame, LineFramer, PLAIN_AUTH_PREFIX, PROTOCOL_VERSION, ServerMsg,
 };
@@ -91,6 +92,11 @@ pub struct Counters {
     pub errors: AtomicU64,
     pub events_dropped: AtomicU64,
     pub slow_disconnects: AtomicU64,
+    /// `errors` again, split by kind, for the metrics endpoint.
+    pub errors_by_kind: ErrorCounts,
+    /// Time from handling a message to having written its reply (plain and
+    /// chat), for the metrics endpoint: lock-free buckets.
+    pub reply_time: ReplyTimes,
 }
 
 /// A snapshot of the server's state for monitoring.
@@ -100,6 +106,36 @@ pub struct Snapshot {
     pub names: Vec<String>,
     pub messages_received: u64,
     pub uptime: Duration,
+}
+
+/// Read-only access to a running server's figures, for monitoring. Cheap to
+/// clone; every read is an atomic load.
+#[derive(Clone)]
+pub struct Monitor(Arc<Shared>);
+
+impl Monitor {
+    pub fn counters(&self) -> &Counters {
+        &self.0.counters
+    }
+
+    /// Connections being served (plain and chat).
+    pub fn active_clients(&self) -> usize {
+        self.0.active.load(Ordering::SeqCst)
+    }
+
+    /// Chat sessions in the room.
+    pub fn chat_clients(&self) -> usize {
+        self.0.hub.member_count.load(Ordering::Relaxed)
+    }
+
+    /// Clients subscribed to the event stream.
+    pub fn subscribers(&self) -> usize {
+        self.0.hub.subscriber_count.load(Ordering::Relaxed)
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.0.started.elapsed()
+    }
 }
 
 /// Outbound lines of one chat client. Chat lines must all arrive, so when
@@ -288,6 +324,14 @@ pub struct Server {
 impl Server {
     /// Binds and starts serving in background threads.
     pub fn start(config: ServerConfig, log: EventLog) -> io::Result<Server> {
+        if config.token.as_deref() == Some("") {
+            // An empty token would match every client that sends none: it
+            // would look like protection and be none.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the token is empty: give a non-empty --token (or CHATMON_TOKEN), or none",
+            ));
+        }
         let listener = TcpListener::bind(config.bind).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.bind))
         })?;
@@ -360,6 +404,12 @@ impl Server {
 
     pub fn snapshot(&self) -> Snapshot {
         self.shared.snapshot()
+    }
+
+    /// A handle on this server's figures that monitoring can keep (the
+    /// metrics endpoint runs on its own threads).
+    pub fn monitor(&self) -> Monitor {
+        Monitor(self.shared.clone())
     }
 
     /// Stops accepting, tells every client the server is stopping, waits up
@@ -513,8 +563,10 @@ impl Shared {
         }
     }
 
-    fn error(&self, who: &str, what: &str) {
+    /// Counts an error (in total and by kind, for the metrics) and logs it.
+    fn error_as(&self, kind: ErrorKind, who: &str, what: &str) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.counters.errors_by_kind.inc(kind);
         self.log
             .log(EventKind::Error, &format!("server: {who}: {what}"));
     }
@@ -547,7 +599,8 @@ fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
                 }
                 if !in_error_burst {
                     in_error_burst = true;
-                    sh.error(
+                    sh.error_as(
+                        ErrorKind::Accept,
                         "accept",
                         &format!("cannot accept connections: {e}; retrying"),
                     );
@@ -571,7 +624,8 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         );
         let _ = (&stream).write(msg.as_bytes());
         let _ = stream.shutdown(Shutdown::Both);
-        sh.error(
+        sh.error_as(
+            ErrorKind::Refused,
             &peer.to_string(),
             &format!(
                 "refused: server is full ({} clients)",
@@ -614,7 +668,11 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         conn.close("no thread for it");
         sh.lock_conns().remove(&id);
         sh.active.fetch_sub(1, Ordering::SeqCst);
-        sh.error(&peer.to_string(), &format!("cannot start a thread: {e}"));
+        sh.error_as(
+            ErrorKind::Thread,
+            &peer.to_string(),
+            &format!("cannot start a thread: {e}"),
+        );
     }
 }
 
@@ -691,6 +749,12 @@ struct Session {
     authed: bool,
     /// `name@addr` or `addr`, for log lines.
     who: String,
+    /// When the frame being handled was taken up: the start of the server's
+    /// read-to-reply time.
+    handling_since: Instant,
+    /// The client was told its current line is too long while it was still
+    /// arriving; its end needs no second error.
+    warned_long: bool,
 }
 
 impl Session {
@@ -703,6 +767,8 @@ impl Session {
             mode: Mode::New,
             authed,
             who,
+            warned_long: false,
+            handling_since: Instant::now(),
         }
     }
 
@@ -713,7 +779,9 @@ impl Session {
         let mut last_input = Instant::now();
         loop {
             let waiting_partial = framer.pending() > 0 && !framer.is_discarding();
-            let timeout = if waiting_partial {
+            // An overlong line whose bytes stopped coming: warn about it.
+            let long_pause = framer.is_discarding() && !self.warned_long;
+            let timeout = if waiting_partial || long_pause {
                 Some(self.sh.config.partial_line_delay)
             } else {
                 self.sh.config.idle_timeout.map(|t| {
@@ -732,12 +800,15 @@ impl Session {
                         }
                         continue;
                     }
+                    if long_pause && !self.warn_long(&framer) {
+                        return;
+                    }
                     if let Some(idle) = self.sh.config.idle_timeout
                         && last_input.elapsed() >= idle
                     {
-                        let msg = format!("idle for {}s, closing", idle.as_secs());
-                        self.send_error(&msg);
-                        self.conn.close(&format!("idle for {}s", idle.as_secs()));
+                        let idle = humantime::format_duration(idle);
+                        self.send_error(&format!("idle for {idle}, closing"));
+                        self.conn.close(&format!("idle for {idle}"));
                         return;
                     }
                     continue;
@@ -779,18 +850,47 @@ impl Session {
                     return;
                 }
             }
+            // A line that outgrew the limit gets its error while it is still
+            // coming (when it pauses, or once it is far too long), not at a
+            // newline that may never come.
+            if framer.is_discarding()
+                && !self.warned_long
+                && framer.pending() / 8 >= self.sh.config.max_line
+                && !self.warn_long(&framer)
+            {
+                return;
+            }
         }
+    }
+
+    /// Tells the client its current line is over the limit and being
+    /// discarded; `false` ends the session.
+    fn warn_long(&mut self, framer: &LineFramer) -> bool {
+        self.warned_long = true;
+        let msg = format!(
+            "line of {} bytes so far is longer than the limit of {} bytes; discarding it up to its newline",
+            framer.pending(),
+            self.sh.config.max_line
+        );
+        self.sh.error_as(ErrorKind::LineTooLong, &self.who, &msg);
+        self.send_error(&msg)
     }
 
     /// Handles one frame; `false` ends the session.
     fn handle(&mut self, frame: Frame) -> bool {
+        self.handling_since = Instant::now();
         let line = match frame {
+            Frame::TooLong { .. } if self.warned_long => {
+                // Already told while it was arriving.
+                self.warned_long = false;
+                return true;
+            }
             Frame::TooLong { len } => {
                 let msg = format!(
                     "line of {len} bytes is longer than the limit of {} bytes; discarded",
                     self.sh.config.max_line
                 );
-                self.sh.error(&self.who, &msg);
+                self.sh.error_as(ErrorKind::LineTooLong, &self.who, &msg);
                 return self.send_error(&msg);
             }
             Frame::Line(l) => l,
@@ -802,6 +902,16 @@ impl Session {
             Mode::New => {
                 if protocol::looks_like_hello(&line) {
                     return self.hello(&line);
+                }
+                if protocol::is_chat_before_hello(&line) {
+                    // A chat client that skipped its hello: say so in its
+                    // words and let it try again, rather than echo its JSON.
+                    let msg = "send a hello first: {\"type\":\"hello\",\"v\":1,\"name\":\"...\"}";
+                    self.sh
+                        .error_as(ErrorKind::Malformed, &self.who, "chat message before hello");
+                    return self.write_msg(&ServerMsg::Error {
+                        message: msg.into(),
+                    });
                 }
                 self.mode = Mode::Plain;
                 self.plain(&line)
@@ -837,15 +947,29 @@ impl Session {
             self.mode = Mode::Plain;
             return self.write_plain(b"Authenticated.\n");
         }
-        let msg = if given.is_empty() {
-            "this server requires a token: send `AUTH <token>` first (chat clients: --token)"
-        } else {
-            "wrong token"
+        let msg = match (given.is_empty(), is_hello) {
+            (false, _) => "wrong token",
+            (true, true) => {
+                "this server requires a token: give chatmon chat --token (or CHATMON_TOKEN)"
+            }
+            (true, false) => {
+                "this server requires a token: send `AUTH <token>` first (chat clients: --token)"
+            }
         };
         // The token itself is never logged, only that it was wrong.
-        self.sh
-            .error(&self.who, &format!("authentication failed: {msg}"));
-        self.send_error(msg);
+        self.sh.error_as(
+            ErrorKind::Auth,
+            &self.who,
+            &format!("authentication failed: {msg}"),
+        );
+        if is_hello {
+            // A chat client reads JSON, even before its welcome.
+            let _ = self.write_msg(&ServerMsg::Error {
+                message: msg.into(),
+            });
+        } else {
+            self.send_error(msg);
+        }
         self.conn.close("authentication failed");
         false
     }
@@ -855,10 +979,15 @@ impl Session {
             Ok(t) => t,
             Err(e) => {
                 let msg = format!("{e}; discarded");
-                self.sh.error(&self.who, &msg);
+                self.sh.error_as(ErrorKind::InvalidUtf8, &self.who, &msg);
                 return self.send_error(&msg);
             }
         };
+        if let Err(e) = protocol::check_text(text) {
+            let msg = format!("{e}; discarded");
+            self.sh.error_as(ErrorKind::Malformed, &self.who, &msg);
+            return self.send_error(&msg);
+        }
         let c = &self.sh.counters;
         c.messages_received.fetch_add(1, Ordering::Relaxed);
         let now = eventlog::now();
@@ -872,6 +1001,7 @@ impl Session {
         if !self.write_plain(reply.as_bytes()) {
             return false;
         }
+        c.reply_time.observe(self.handling_since.elapsed());
         c.replies_sent.fetch_add(1, Ordering::Relaxed);
         self.sh.log.log(
             EventKind::MessageSent,
@@ -927,7 +1057,8 @@ impl Session {
                 // Looked like a hello but is not one: answer in chat words,
                 // since that is what the client tried to speak.
                 let msg = "first message must be a valid hello: {\"type\":\"hello\",\"v\":1,\"name\":\"...\"}";
-                self.sh.error(&self.who, "malformed hello");
+                self.sh
+                    .error_as(ErrorKind::Malformed, &self.who, "malformed hello");
                 let _ = self.write_msg(&ServerMsg::Error {
                     message: msg.into(),
                 });
@@ -939,14 +1070,15 @@ impl Session {
             let msg = format!(
                 "protocol version {v} is not supported (this server speaks {PROTOCOL_VERSION})"
             );
-            self.sh.error(&self.who, &msg);
+            self.sh
+                .error_as(ErrorKind::ProtocolVersion, &self.who, &msg);
             let _ = self.write_msg(&ServerMsg::Error { message: msg });
             self.conn.close("unsupported protocol version");
             return false;
         }
         if let Err(why) = protocol::validate_name(&wanted) {
             let msg = format!("invalid name: {why}");
-            self.sh.error(&self.who, &msg);
+            self.sh.error_as(ErrorKind::InvalidName, &self.who, &msg);
             let _ = self.write_msg(&ServerMsg::Error { message: msg });
             self.conn.close("invalid name");
             return false;
@@ -992,8 +1124,11 @@ impl Session {
             .stack_size(WRITER_STACK)
             .spawn(move || writer_loop(sh, c, ob));
         if let Err(e) = spawned {
-            self.sh
-                .error(&self.who, &format!("cannot start a writer thread: {e}"));
+            self.sh.error_as(
+                ErrorKind::Thread,
+                &self.who,
+                &format!("cannot start a writer thread: {e}"),
+            );
             self.send_error("server cannot take more chat clients right now");
             self.conn.close("no thread for it");
             return false;
@@ -1042,7 +1177,11 @@ impl Session {
             Ok(m) => m,
             Err(e) => {
                 let m = e.to_string();
-                self.sh.error(&self.who, &m);
+                let kind = match e {
+                    protocol::ProtocolError::InvalidUtf8 { .. } => ErrorKind::InvalidUtf8,
+                    protocol::ProtocolError::Malformed(_) => ErrorKind::Malformed,
+                };
+                self.sh.error_as(kind, &self.who, &m);
                 return self.send_error(&m);
             }
         };
@@ -1068,6 +1207,11 @@ impl Session {
         let Mode::Chat { name } = &self.mode else {
             return true;
         };
+        if let Err(e) = protocol::check_text(&text) {
+            let msg = format!("message #{id} refused: {e}");
+            self.sh.error_as(ErrorKind::Malformed, &self.who, &msg);
+            return self.send_error(&msg);
+        }
         let c = &self.sh.counters;
         c.messages_received.fetch_add(1, Ordering::Relaxed);
         let now = eventlog::now();
@@ -1083,6 +1227,7 @@ impl Session {
         }) {
             return false;
         }
+        c.reply_time.observe(self.handling_since.elapsed());
         c.replies_sent.fetch_add(1, Ordering::Relaxed);
         self.sh.log.log(
             EventKind::MessageSent,
@@ -1163,13 +1308,15 @@ fn write_failure(e: &io::Error) -> String {
     }
 }
 
-/// `wanted`, or `wanted-2`, `wanted-3`... whichever is free (ignoring case,
-/// so that `Alice` cannot pass for `alice`).
+/// `wanted`, or `wanted-2`, `wanted-3`... whichever is free (compared by
+/// [`protocol::name_key`], so that `Alice` or a Cyrillic `аlice` cannot pass
+/// for `alice`).
 fn unique_name(members: &HashMap<u64, Member>, wanted: &str, me: Option<u64>) -> String {
     let taken = |n: &str| {
+        let key = protocol::name_key(n);
         members
             .iter()
-            .any(|(id, m)| Some(*id) != me && m.name.eq_ignore_ascii_case(n))
+            .any(|(id, m)| Some(*id) != me && protocol::name_key(&m.name) == key)
     };
     if !taken(wanted) {
         return wanted.to_string();
@@ -1179,6 +1326,17 @@ fn unique_name(members: &HashMap<u64, Member>, wanted: &str, me: Option<u64>) ->
         .map(|i| format!("{base}-{i}"))
         .find(|n| !taken(n))
         .unwrap_or_else(|| base.clone())
+}
+
+/// The warning to print before listening on `bind`, if any: a non-loopback
+/// address without a token lets anyone who can reach it in.
+pub fn exposure_warning(bind: SocketAddr, token: Option<&str>) -> Option<String> {
+    if bind.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
+        return None;
+    }
+    Some(format!(
+        "warning: listening on {bind} without --token: anyone who can reach it can connect"
+    ))
 }
 
 /// Compares secrets in time that depends only on their lengths.
@@ -1238,7 +1396,9 @@ fn stats_loop(sh: Arc<Shared>, every: Duration) {
             .into();
             let subs = sh.hub.subscribers.read().unwrap_or_else(|p| p.into_inner());
             for ob in subs.values() {
-                ob.push_event(line.clone());
+                if ob.push_event(line.clone()) {
+                    c.events_dropped.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         (last_msgs, last_in, last_out, last_err) = (msgs, bin, bout, err);
@@ -1248,6 +1408,19 @@ fn stats_loop(sh: Arc<Shared>, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exposure_warning_only_for_open_non_loopback() {
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert_eq!(exposure_warning(addr("127.0.0.1:7878"), None), None);
+        assert_eq!(exposure_warning(addr("[::1]:7878"), None), None);
+        assert_eq!(exposure_warning(addr("0.0.0.0:7878"), Some("s3cret")), None);
+        for open in ["0.0.0.0:7878", "[::]:7878", "192.0.2.1:7878"] {
+            let w = exposure_warning(addr(open), None).expect("warns");
+            assert!(w.contains(open) && w.contains("without --token"), "{w}");
+        }
+        assert!(exposure_warning(addr("0.0.0.0:7878"), Some("")).is_some());
+    }
 
     #[test]
     fn constant_time_eq_works() {

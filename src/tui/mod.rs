@@ -145,10 +145,16 @@ async fn run_async(opts: &ChatOptions, log: EventLog, local: &mut Option<Server>
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot watch SIGHUP")?;
     let mut dirty = true;
+    // Test only (tests/faults_tui.rs): `CHATMON_TEST_PANIC=1` panics right
+    // after the first frame, to prove the terminal is restored on a panic.
+    let test_panic = std::env::var_os("CHATMON_TEST_PANIC").is_some_and(|v| v == "1");
     loop {
         if dirty {
             terminal.draw(|f| render::draw(f, &mut app))?;
             dirty = false;
+            if test_panic {
+                panic!("CHATMON_TEST_PANIC=1: panicking on purpose after the first frame");
+            }
         }
         tokio::select! {
             ev = events.next() => match ev {

@@ -121,30 +121,53 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect, now: Instant) {
     );
 }
 
-/// Wraps styled spans to `width` columns, counting wide characters as two.
+/// Wraps styled spans to `width` columns at spaces where it can (inside a
+/// word only when the word is wider than the line), counting wide characters
+/// as two columns. Continuation lines are indented by `indent`.
 pub fn wrap(spans: Vec<Span<'static>>, width: usize, indent: usize) -> Vec<Line<'static>> {
     let width = width.max(indent + 2);
     let mut lines = Vec::new();
     let mut cur: Vec<Span<'static>> = Vec::new();
     let mut col = 0;
+    let mut fresh = true;
+    let break_line =
+        |lines: &mut Vec<Line<'static>>, cur: &mut Vec<Span<'static>>, col: &mut usize| {
+            lines.push(Line::from(std::mem::take(cur)));
+            cur.push(Span::raw(" ".repeat(indent)));
+            *col = indent;
+        };
     for span in spans {
         let style = span.style;
-        let mut buf = String::new();
-        for c in span.content.chars() {
-            let w = c.width().unwrap_or(0);
-            if col + w > width {
-                if !buf.is_empty() {
-                    cur.push(Span::styled(std::mem::take(&mut buf), style));
-                }
-                lines.push(Line::from(std::mem::take(&mut cur)));
-                cur.push(Span::raw(" ".repeat(indent)));
-                col = indent;
+        for word in span.content.split_inclusive(' ') {
+            let w: usize = word.chars().map(|c| c.width().unwrap_or(0)).sum();
+            let visible = w - usize::from(word.ends_with(' '));
+            if col + visible > width && !fresh {
+                break_line(&mut lines, &mut cur, &mut col);
+                fresh = true;
             }
-            buf.push(c);
-            col += w;
-        }
-        if !buf.is_empty() {
-            cur.push(Span::styled(buf, style));
+            if col + visible <= width {
+                cur.push(Span::styled(word.to_string(), style));
+                col += w;
+                fresh = false;
+                continue;
+            }
+            // A word wider than the line: split it by characters.
+            let mut buf = String::new();
+            for c in word.chars() {
+                let cw = c.width().unwrap_or(0);
+                if col + cw > width {
+                    if !buf.is_empty() {
+                        cur.push(Span::styled(std::mem::take(&mut buf), style));
+                    }
+                    break_line(&mut lines, &mut cur, &mut col);
+                }
+                buf.push(c);
+                col += cw;
+            }
+            if !buf.is_empty() {
+                cur.push(Span::styled(buf, style));
+            }
+            fresh = false;
         }
     }
     lines.push(Line::from(cur));
@@ -723,6 +746,22 @@ mod tests {
         let lines = wrap(vec![Span::raw("世界世界世界")], 5, 0);
         let widths: Vec<usize> = lines.iter().map(|l| l.width()).collect();
         assert_eq!(widths, vec![4, 4, 4]);
+    }
+
+    #[test]
+    fn wrap_breaks_at_spaces() {
+        let text = |l: &Line| {
+            l.spans
+                .iter()
+                .map(|s| s.content.as_ref())
+                .collect::<String>()
+        };
+        let lines = wrap(vec![Span::raw("the quick brown fox")], 10, 2);
+        let got: Vec<String> = lines.iter().map(text).collect();
+        assert_eq!(got, vec!["the quick ", "  brown ", "  fox"]);
+        assert!(lines.iter().all(|l| l.width() <= 10));
+        let lines = wrap(vec![Span::raw("ab "), Span::raw("0123456789abc")], 6, 0);
+        assert!(lines.iter().all(|l| l.width() <= 6), "{lines:?}");
     }
 
     #[test]
