@@ -52,6 +52,9 @@ const CONNECT_CONCURRENCY: usize = 128;
 const SAMPLE_BATCH: usize = 1024;
 /// Read buffer per connection; small because there may be 10,000 of them.
 const READ_BUF: usize = 4096;
+/// How long a chat client keeps reading after the last client finished, for
+/// relays still on their way; reset by every read.
+const RELAY_DRAIN: Duration = Duration::from_millis(50);
 /// Descriptors kept free for the runtime, the log and the terminal.
 const FD_RESERVE: u64 = 64;
 
@@ -436,14 +439,14 @@ impl Samples {
         }
         let h = self.hist.get_or_insert_with(new_hist);
         for &v in &self.buf {
-            h.saturating_record(u64::from(v));
+            record(h, u64::from(v));
         }
         self.buf.clear();
     }
 
     fn merge_into(mut self, total: &mut Histogram<u64>) {
         for &v in &self.buf {
-            total.saturating_record(u64::from(v));
+            record(total, u64::from(v));
         }
         self.buf.clear();
         if let Some(h) = self.hist.take() {
@@ -912,6 +915,8 @@ async fn drive(stream: TcpStream, client: usize, sh: Arc<RowShared>) -> ClientRe
     let mut done = sh.done.subscribe();
     let mut buf = vec![0u8; READ_BUF];
     let mut reported = false;
+    // Set once everyone is done: relays may still be on their way.
+    let mut drain_until: Option<Instant> = None;
     tokio::time::sleep_until(sh.start.into()).await;
     loop {
         if let Err(e) = tx.send_due(&sh, &mut wr, Instant::now()).await {
@@ -929,7 +934,7 @@ async fn drive(stream: TcpStream, client: usize, sh: Arc<RowShared>) -> ClientRe
                 break;
             }
         }
-        let wake = tx.next_wake(&sh);
+        let wake = drain_until.or_else(|| tx.next_wake(&sh));
         tokio::select! {
             r = rd.read(&mut buf) => match r {
                 Ok(0) => {
@@ -940,7 +945,13 @@ async fn drive(stream: TcpStream, client: usize, sh: Arc<RowShared>) -> ClientRe
                     }
                     break;
                 }
-                Ok(n) => rx.on_bytes(&buf[..n], &sh, &mut tx, &mut res, Instant::now()),
+                Ok(n) => {
+                    let now = Instant::now();
+                    rx.on_bytes(&buf[..n], &sh, &mut tx, &mut res, now);
+                    if drain_until.is_some() {
+                        drain_until = Some(now + RELAY_DRAIN);
+                    }
+                }
                 Err(e) => {
                     res.error(tx.pending.len().max(1) as u64, || format!("read failed: {e}"));
                     break;
@@ -948,6 +959,9 @@ async fn drive(stream: TcpStream, client: usize, sh: Arc<RowShared>) -> ClientRe
             },
             _ = sleep_until_opt(wake) => {
                 let now = Instant::now();
+                if drain_until.is_some_and(|d| now >= d) {
+                    break;
+                }
                 if let Some(p) = tx.pending.front()
                     && now >= p.intended + sh.timeout
                 {
@@ -957,7 +971,9 @@ async fn drive(stream: TcpStream, client: usize, sh: Arc<RowShared>) -> ClientRe
                     break;
                 }
             }
-            _ = done.wait_for(|d| *d), if reported => break,
+            _ = done.wait_for(|d| *d), if reported && drain_until.is_none() => {
+                drain_until = Some(Instant::now() + RELAY_DRAIN);
+            }
         }
     }
     if !reported {
@@ -1366,6 +1382,14 @@ pub fn parse_clients(s: &str) -> Result<Vec<usize>, String> {
         return Err("give at least one client count, e.g. 1,10,100".into());
     }
     Ok(v)
+}
+
+/// Records a sample, growing the histogram as needed: `saturating_record`
+/// would clamp to the current (auto-resizing) range instead of growing it.
+fn record<T: hdrhistogram::Counter>(h: &mut Histogram<T>, v: u64) {
+    if h.record(v).is_err() {
+        h.saturating_record(v);
+    }
 }
 
 #[cfg(test)]

@@ -448,10 +448,9 @@ impl Task {
                                 Ok(())
                             }
                         }
-                        Some(Command::Nick(n)) => {
-                            self.name = n.clone();
-                            write_msg(&mut wr, &ClientMsg::Nick { name: n }).await
-                        }
+                        // The name changes when the server confirms it (it may
+                        // make it unique), in on_message.
+                        Some(Command::Nick(n)) => write_msg(&mut wr, &ClientMsg::Nick { name: n }).await,
                         Some(Command::Subscribe(on)) => {
                             self.subscribe = on;
                             write_msg(&mut wr, &ClientMsg::Subscribe { on }).await

@@ -20,6 +20,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -347,15 +348,39 @@ pub fn format_rtt(rtt: Duration) -> String {
 /// disk fail and recover.
 pub trait LogSink: Send + 'static {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+
+    /// Like [`LogSink::append`], but also says how many leading bytes did
+    /// reach the sink when it fails, so that the writer retries only the
+    /// rest: a short write on a filling disk must not write half a line
+    /// twice. The default is all or nothing.
+    fn append_some(&mut self, bytes: &[u8]) -> (usize, io::Result<()>) {
+        match self.append(bytes) {
+            Ok(()) => (bytes.len(), Ok(())),
+            Err(e) => (0, Err(e)),
+        }
+    }
 }
 
 impl LogSink for File {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        // One write_all on an O_APPEND file: the kernel places each write at
-        // the end atomically, so whole lines from several processes never
-        // interleave. A short write (disk full) returns an error here and the
-        // caller keeps the unwritten rest.
-        self.write_all(bytes)
+        self.append_some(bytes).1
+    }
+
+    fn append_some(&mut self, bytes: &[u8]) -> (usize, io::Result<()>) {
+        // One write on an O_APPEND file: the kernel places each write at the
+        // end atomically, so whole lines from several processes never
+        // interleave. A short write (disk full) is counted, so that the
+        // writer keeps exactly the unwritten rest.
+        let mut done = 0;
+        while done < bytes.len() {
+            match self.write(&bytes[done..]) {
+                Ok(0) => return (done, Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (done, Err(e)),
+            }
+        }
+        (done, Ok(()))
     }
 }
 
@@ -400,6 +425,9 @@ pub struct EventLog {
     tx: mpsc::Sender<Cmd>,
     path: Option<Arc<PathBuf>>,
     tap: Option<Tap>,
+    /// Lines the writer holds because the sink fails, plus lines it had to
+    /// drop; 0 while writing works. Read by [`EventLog::unwritten`].
+    unwritten: Arc<AtomicUsize>,
 }
 
 impl EventLog {
@@ -423,13 +451,16 @@ impl EventLog {
     /// Starts a writer over any sink.
     pub fn with_sink<S: LogSink>(sink: S) -> io::Result<EventLog> {
         let (tx, rx) = mpsc::channel();
+        let unwritten = Arc::new(AtomicUsize::new(0));
+        let u = unwritten.clone();
         thread::Builder::new()
             .name("chatmon-log".into())
-            .spawn(move || writer_loop(sink, rx))?;
+            .spawn(move || writer_loop(sink, rx, &u))?;
         Ok(EventLog {
             tx,
             path: None,
             tap: None,
+            unwritten,
         })
     }
 
@@ -443,8 +474,16 @@ impl EventLog {
                 tx,
                 path: None,
                 tap: None,
+                unwritten: Arc::default(),
             }
         })
+    }
+
+    /// Lines logged but not written, as of the writer's last attempt: held
+    /// while the sink fails, or dropped past [`MAX_HELD`]. Check after
+    /// [`EventLog::flush`] at exit, to say that the log is incomplete.
+    pub fn unwritten(&self) -> usize {
+        self.unwritten.load(Ordering::SeqCst)
     }
 
     /// The file this log appends to, if it is a file.
@@ -494,9 +533,15 @@ impl EventLog {
 /// small enough that the kernel writes it in one go.
 const MAX_BATCH: usize = 64 * 1024;
 
-fn writer_loop<S: LogSink>(mut sink: S, rx: mpsc::Receiver<Cmd>) {
+/// Most bytes of log held in memory while the sink fails. Past it, new lines
+/// are dropped (and counted, and reported) rather than exhaust memory; the
+/// held ones stay a gapless prefix of what was logged.
+pub const MAX_HELD: usize = 64 * 1024 * 1024;
+
+fn writer_loop<S: LogSink>(mut sink: S, rx: mpsc::Receiver<Cmd>, unwritten: &AtomicUsize) {
     let mut buf: Vec<u8> = Vec::with_capacity(MAX_BATCH);
     let mut failing: Option<(String, usize)> = None;
+    let mut dropped = 0usize;
     let mut waiters: Vec<mpsc::SyncSender<()>> = Vec::new();
     loop {
         // While the sink fails, wake up regularly to retry.
@@ -512,7 +557,10 @@ fn writer_loop<S: LogSink>(mut sink: S, rx: mpsc::Receiver<Cmd>) {
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     // Last chance: try for a few seconds, then say what is lost.
                     for _ in 0..20 {
-                        if sink.append(&buf).is_ok() {
+                        let (n, r) = sink.append_some(&buf);
+                        buf.drain(..n);
+                        if r.is_ok() {
+                            unwritten.store(dropped, Ordering::SeqCst);
                             return;
                         }
                         thread::sleep(Duration::from_millis(250));
@@ -528,6 +576,14 @@ fn writer_loop<S: LogSink>(mut sink: S, rx: mpsc::Receiver<Cmd>) {
         let mut next = first;
         while let Some(cmd) = next {
             match cmd {
+                Cmd::Line(l) if failing.is_some() && buf.len() + l.len() > MAX_HELD => {
+                    if dropped == 0 {
+                        crate::sys::warn(format_args!(
+                            "chatmon: the log cannot be written and {MAX_HELD} bytes are held; dropping new lines until it can"
+                        ));
+                    }
+                    dropped += 1;
+                }
                 Cmd::Line(l) => buf.extend_from_slice(l.as_bytes()),
                 Cmd::Flush(w) => waiters.push(w),
             }
@@ -542,17 +598,24 @@ fn writer_loop<S: LogSink>(mut sink: S, rx: mpsc::Receiver<Cmd>) {
             }
             continue;
         }
-        match sink.append(&buf) {
+        let (written, result) = sink.append_some(&buf);
+        buf.drain(..written);
+        match result {
             Ok(()) => {
-                buf.clear();
                 if let Some((err, lines)) = failing.take() {
                     crate::sys::warn(format_args!("chatmon: log writing works again"));
-                    let msg = format!(
+                    let mut msg = format!(
                         "log writing failed ({err}); {lines} lines were held back and are now written"
                     );
+                    if dropped > 0 {
+                        use fmt::Write as _;
+                        let _ = write!(msg, "; {dropped} lines past the {MAX_HELD}-byte hold were lost");
+                    }
+                    dropped = 0;
                     let line = format_line(&EventKind::Error, now(), &msg);
                     let _ = sink.append(line.as_bytes());
                 }
+                unwritten.store(0, Ordering::SeqCst);
                 for w in waiters.drain(..) {
                     let _ = w.try_send(());
                 }
@@ -564,7 +627,10 @@ fn writer_loop<S: LogSink>(mut sink: S, rx: mpsc::Receiver<Cmd>) {
                         "chatmon: cannot write the log: {e}; holding lines in memory and retrying"
                     ));
                 }
-                failing = Some((e.to_string(), lines));
+                // Lines from the first failure on: the count only grows.
+                let held = failing.as_ref().map_or(0, |f| f.1).max(lines);
+                failing = Some((e.to_string(), held));
+                unwritten.store(lines + dropped, Ordering::SeqCst);
                 // Flush waiters are released anyway: they must not hang on a
                 // broken disk, and the lines stay queued.
                 for w in waiters.drain(..) {
@@ -697,5 +763,61 @@ mod tests {
         assert!(lines[1].ends_with("- two"));
         assert!(lines[2].starts_with("Error: "));
         assert!(lines[2].contains("No space left on device"));
+    }
+
+    /// A disk that takes `room` more bytes, then fails (a short write), until
+    /// `room` is raised again.
+    struct Filling {
+        room: Arc<Mutex<usize>>,
+        out: MemorySink,
+    }
+    impl LogSink for Filling {
+        fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.append_some(bytes).1
+        }
+        fn append_some(&mut self, bytes: &[u8]) -> (usize, io::Result<()>) {
+            let mut room = self.room.lock().expect("lock");
+            let n = bytes.len().min(*room);
+            *room -= n;
+            let _ = self.out.append(&bytes[..n]);
+            if n < bytes.len() {
+                (n, Err(io::Error::other("No space left on device")))
+            } else {
+                (n, Ok(()))
+            }
+        }
+    }
+
+    #[test]
+    fn short_writes_never_tear_or_repeat_a_line() {
+        let room = Arc::new(Mutex::new(100));
+        let out = MemorySink::default();
+        let log = EventLog::with_sink(Filling {
+            room: room.clone(),
+            out: out.clone(),
+        })
+        .expect("spawn");
+        for i in 0..20 {
+            log.log(EventKind::MessageSent, &format!("line {i}"));
+        }
+        log.flush();
+        assert!(log.unwritten() > 0, "lines are held");
+        *room.lock().expect("lock") = usize::MAX;
+        for _ in 0..40 {
+            if log.unwritten() == 0 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        log.flush();
+        assert_eq!(log.unwritten(), 0);
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 21, "{text}");
+        for (i, l) in lines[..20].iter().enumerate() {
+            let e = parse_line(l).expect("whole line");
+            assert_eq!(e.message, format!("line {i}"));
+        }
+        assert!(lines[20].starts_with("Error: ") && lines[20].contains("lines were held back"));
     }
 }

@@ -9,6 +9,10 @@
 //! - [`metrics`]: the Prometheus endpoint (`serve --metrics`) and the
 //!   lock-free error and reply-time counters it exports.
 //! - [`client`]: the chat client's connection task: reconnects, RTT tracking.
+//! - [`bench`]: the load generator behind `chatmon bench`: tokio clients,
+//!   closed or open loop, HDR latency histograms, table/JSON/CSV/SVG output.
+//! - [`report`]: `chatmon report`: latency, throughput, connections and
+//!   errors streamed out of an event log (chatmon's or the seed's).
 //! - [`tail`]: follows a log file like `tail -F`.
 //! - [`tui`]: the terminal UI: state, input handling, rendering.
 //! - [`sys`]: small OS helpers (descriptor limits, polling a socket).
@@ -18,6 +22,7 @@ pub mod client;
 pub mod eventlog;
 pub mod metrics;
 pub mod protocol;
+pub mod report;
 pub mod server;
 pub mod sys;
 pub mod tail;

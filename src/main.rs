@@ -32,6 +32,10 @@ enum Cmd {
     Serve(ServeArgs),
     /// Open the chat TUI (the default).
     Chat(ChatArgs),
+    /// Load a server from 1..N clients and measure latency and throughput.
+    Bench(BenchArgs),
+    /// Latency, throughput, connections and errors out of an event log.
+    Report(ReportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +93,8 @@ fn main() {
     let result = match cli.command {
         Some(Cmd::Serve(a)) => serve(a),
         Some(Cmd::Chat(a)) => chat(a),
+        Some(Cmd::Bench(a)) => bench(a),
+        Some(Cmd::Report(a)) => report(a),
         None => chat(cli.chat),
     };
     if let Err(e) = result {
@@ -175,5 +181,127 @@ fn serve(a: ServeArgs) -> Result<()> {
     }
     server.shutdown(Duration::from_secs(2));
     log.flush();
+    let lost = log.unwritten();
+    if lost > 0 {
+        warn(format_args!(
+            "chatmon: {lost} lines could not be written to {} before exit",
+            a.log.display()
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Server to load (host:port). Without it, a chatmon server is started in
+    /// this process on a free loopback port, with full logging to a temporary
+    /// file that is deleted at the end (see --server-log).
+    #[arg(long, value_name = "ADDR")]
+    server: Option<String>,
+    /// Client counts to sweep, one table row each.
+    #[arg(long, default_value = "1,10,100,1000", value_name = "N,N,...")]
+    clients: String,
+    /// Open loop: this many messages per second in total, latency measured
+    /// from each message's scheduled send time. Without it: closed loop (each
+    /// client sends when its previous reply arrived).
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    rate: Option<f64>,
+    /// Measured messages per client (instead of --duration).
+    #[arg(long, conflicts_with = "duration")]
+    messages: Option<u64>,
+    /// How long each row sends after its warm-up (e.g. 10s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Unmeasured time at the start of each row (0 = none).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 32, value_name = "BYTES")]
+    size: usize,
+    /// `plain`: `T` answered by `Server received: T` (any seed-style server);
+    /// `chat`: the JSON chat protocol, also measuring relay latency.
+    #[arg(long, value_enum, default_value_t = BenchMode::Plain)]
+    mode: BenchMode,
+    /// A reply missing this long counts as an error and ends that client.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Keep the in-process server's event log in this file (appended to), e.g.
+    /// for `chatmon report`.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    server_log: Option<PathBuf>,
+    /// Also write the rows as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also write the rows as CSV.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Also draw latency percentiles and throughput against clients (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BenchMode {
+    Plain,
+    Chat,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// Event log to analyse (chatmon's or the seed's format).
+    #[arg(default_value = "log.txt")]
+    log: PathBuf,
+    /// Also write the figures as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also draw latency and throughput over time (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    use chatmon::bench;
+    let config = bench::BenchConfig {
+        server: a.server,
+        clients: bench::parse_clients(&a.clients).map_err(|e| anyhow::anyhow!("--clients: {e}"))?,
+        rate: a.rate,
+        stop: match a.messages {
+            Some(m) => bench::Stop::Messages(m),
+            None => bench::Stop::Duration(a.duration),
+        },
+        warmup: a.warmup,
+        size: a.size,
+        mode: match a.mode {
+            BenchMode::Plain => bench::Mode::Plain,
+            BenchMode::Chat => bench::Mode::Chat,
+        },
+        timeout: a.timeout,
+        server_log: a.server_log,
+        progress: true,
+    };
+    let report = bench::run(&config)?;
+    print!("{}", bench::render_table(&report));
+    if let Some(p) = &a.json {
+        bench::write_json(&report, p)?;
+    }
+    if let Some(p) = &a.csv {
+        bench::write_csv(&report, p)?;
+    }
+    if let Some(p) = &a.plot {
+        bench::write_plot(&report, p)?;
+    }
+    Ok(())
+}
+
+fn report(a: ReportArgs) -> Result<()> {
+    use chatmon::report;
+    let r = report::analyse_file(&a.log, &report::ReportOptions::default())?;
+    print!("{}", report::render_text(&r));
+    if let Some(p) = &a.json {
+        report::write_json(&r, p)?;
+    }
+    if let Some(p) = &a.plot {
+        report::write_plot(&r, p)?;
+    }
     Ok(())
 }

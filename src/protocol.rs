@@ -119,10 +119,48 @@ pub fn encode<T: Serialize>(msg: &T) -> String {
     s
 }
 
+/// Deepest nesting of arrays and objects a message may have. chatmon's own
+/// messages are at most 2 deep; the limit stops a line like `[[[[...` from
+/// recursing through the decoder and overflowing a small thread stack (which
+/// would abort the whole server).
+pub const MAX_DEPTH: usize = 8;
+
 /// Decodes one line (without its newline). The only decoder.
 pub fn decode<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, ProtocolError> {
     let text = as_utf8(line)?;
+    check_depth(line)?;
     serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))
+}
+
+/// Refuses JSON nested deeper than [`MAX_DEPTH`], in one pass without
+/// recursion (brackets inside strings do not count).
+fn check_depth(line: &[u8]) -> Result<(), ProtocolError> {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for &b in line {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ProtocolError::Malformed(format!(
+                        "nested deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Checks a line is UTF-8, with an error that says where it is not.
@@ -247,7 +285,7 @@ pub fn is_chat_before_hello(line: &[u8]) -> bool {
         kind: Option<&'a str>,
     }
     matches!(
-        serde_json::from_slice::<Typed>(t),
+        decode::<Typed>(t),
         Ok(Typed {
             kind: Some("msg" | "nick" | "subscribe")
         })
@@ -295,6 +333,9 @@ pub struct LineFramer {
     max_line: usize,
     /// Bytes of an oversized line seen so far, while skipping to its end.
     discarding: Option<usize>,
+    /// Whether the last byte skipped was `\r`: it is not part of the line's
+    /// length if the `\n` comes next, however the bytes were chunked.
+    discard_cr: bool,
 }
 
 impl LineFramer {
@@ -303,6 +344,7 @@ impl LineFramer {
             buf: Vec::new(),
             max_line,
             discarding: None,
+            discard_cr: false,
         }
     }
 
@@ -313,13 +355,19 @@ impl LineFramer {
             if let Some(skipped) = self.discarding.as_mut() {
                 match nl {
                     Some(i) => {
-                        let len = *skipped + i;
+                        let ends_cr = if i > 0 {
+                            data[i - 1] == b'\r'
+                        } else {
+                            self.discard_cr
+                        };
+                        let len = *skipped + i - usize::from(ends_cr);
                         self.discarding = None;
                         out.push(Frame::TooLong { len });
                         data = &data[i + 1..];
                     }
                     None => {
                         *skipped += data.len();
+                        self.discard_cr = data.last() == Some(&b'\r');
                         return;
                     }
                 }
@@ -353,6 +401,7 @@ impl LineFramer {
                     // Allow one extra byte for a possible \r before the \n.
                     if self.buf.len() + data.len() > self.max_line + 1 {
                         self.discarding = Some(self.buf.len() + data.len());
+                        self.discard_cr = data.last() == Some(&b'\r');
                         self.buf = Vec::new();
                     } else {
                         self.buf.extend_from_slice(data);
@@ -377,7 +426,9 @@ impl LineFramer {
     /// seed's clients, which send a message without a newline and wait.
     pub fn flush(&mut self) -> Option<Frame> {
         if let Some(len) = self.discarding.take() {
-            return Some(Frame::TooLong { len });
+            return Some(Frame::TooLong {
+                len: len - usize::from(self.discard_cr),
+            });
         }
         if self.buf.is_empty() {
             return None;
@@ -431,6 +482,15 @@ mod tests {
             out,
             vec![Frame::TooLong { len: 8 }, Frame::Line(b"ok".to_vec())]
         );
+        // The length never counts the \r of a \r\n, however it is chunked.
+        for chunks in [
+            &[&b"abcdef\r\n"[..]][..],
+            &[b"abcdef", b"\r\n"],
+            &[b"abcdef\r", b"\n"],
+            &[b"abc", b"def\r", b"\n"],
+        ] {
+            assert_eq!(frames(4, chunks), vec![Frame::TooLong { len: 6 }], "{chunks:?}");
+        }
     }
 
     #[test]
@@ -513,6 +573,23 @@ mod tests {
         ));
         assert!(!is_chat_before_hello(b"{not json}"));
         assert!(!is_chat_before_hello(b"msg"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursion() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = decode::<ClientMsg>(deep.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("nested deeper than 8"), "{e}");
+        assert!(!is_chat_before_hello(
+            format!("{{\"type\":\"msg\",\"x\":{deep}}}").as_bytes()
+        ));
+        // Brackets inside strings are text, not nesting.
+        let text = "[".repeat(100);
+        let line = encode(&ClientMsg::Msg { id: 1, text: text.clone() });
+        let back: ClientMsg = decode(line.trim_end().as_bytes()).expect("decodes");
+        assert_eq!(back, ClientMsg::Msg { id: 1, text });
+        let escaped = encode(&ClientMsg::Msg { id: 2, text: "\\\"[[[[[[[[[[".into() });
+        assert!(decode::<ClientMsg>(escaped.trim_end().as_bytes()).is_ok());
     }
 
     #[test]

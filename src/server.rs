@@ -336,6 +336,9 @@ impl Server {
             io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.bind))
         })?;
         let local_addr = listener.local_addr()?;
+        // Room in the accept queue for a burst as large as the client limit;
+        // if this fails, std's 128 still works, only bursts are slower.
+        let _ = sys::set_listen_backlog(&listener, config.max_clients.max(128));
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
             let w = weak.clone();
             let tap: eventlog::Tap = Arc::new(move |line: &str| {
@@ -1109,6 +1112,12 @@ impl Session {
         self.mode = Mode::Chat { name: name.clone() };
         self.who = format!("{name}@{}", self.conn.peer);
         let n_users = users.len();
+        // Subscribe before the welcome, so that a client that has read its
+        // welcome knows every event from then on reaches it (queued events
+        // wait for the writer thread, which starts after the welcome).
+        if subscribe {
+            self.set_subscribed(true, &outbox);
+        }
         if !self.write_msg(&ServerMsg::Welcome {
             name: name.clone(),
             users,
@@ -1132,9 +1141,6 @@ impl Session {
             self.send_error("server cannot take more chat clients right now");
             self.conn.close("no thread for it");
             return false;
-        }
-        if subscribe {
-            self.set_subscribed(true, &outbox);
         }
         self.sh.log.log(
             EventKind::Join,
@@ -1199,7 +1205,11 @@ impl Session {
                 }
                 true
             }
-            ClientMsg::Hello { .. } => self.send_error("already said hello"),
+            ClientMsg::Hello { .. } => {
+                self.sh
+                    .error_as(ErrorKind::Malformed, &self.who, "second hello refused");
+                self.send_error("already said hello")
+            }
         }
     }
 
@@ -1248,7 +1258,13 @@ impl Session {
         };
         let old = old.clone();
         if let Err(why) = protocol::validate_name(&wanted) {
-            return self.send_error(&format!("invalid name: {why}"));
+            let msg = format!("invalid name: {why}");
+            self.sh.error_as(
+                ErrorKind::InvalidName,
+                &self.who,
+                &format!("nick refused: {msg}"),
+            );
+            return self.send_error(&msg);
         }
         let new = {
             let mut members = self.sh.members_mut();

@@ -55,6 +55,21 @@ pub fn wait_readable(sock: &impl AsRawFd, timeout: Option<Duration>) -> io::Resu
     }
 }
 
+/// Sets the accept queue of a listening socket to `backlog` connections (the
+/// kernel caps it at `net.core.somaxconn`). std listens with 128, which
+/// overflows in a burst of connects: the kernel then drops SYNs and clients
+/// wait a second or more to retry. Linux takes a second `listen` on a
+/// listening socket as a change of backlog.
+pub fn set_listen_backlog(listener: &impl AsRawFd, backlog: usize) -> io::Result<()> {
+    let n = backlog.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: listen on a descriptor we own; no memory is passed.
+    if unsafe { libc::listen(listener.as_raw_fd(), n) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Turns on TCP keepalive with a probe after `idle`, so that peers that
 /// vanished without a FIN (pulled cable, crashed host) are noticed.
 pub fn set_keepalive(sock: &impl AsRawFd, idle: Duration) -> io::Result<()> {

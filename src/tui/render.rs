@@ -143,7 +143,6 @@ pub fn wrap(spans: Vec<Span<'static>>, width: usize, indent: usize) -> Vec<Line<
             let visible = w - usize::from(word.ends_with(' '));
             if col + visible > width && !fresh {
                 break_line(&mut lines, &mut cur, &mut col);
-                fresh = true;
             }
             if col + visible <= width {
                 cur.push(Span::styled(word.to_string(), style));
