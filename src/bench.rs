@@ -192,7 +192,8 @@ impl Latency {
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub clients: usize,
-    /// Clients that connected (and, in chat mode, were welcomed).
+    /// Clients that connected and were served: a probe answered (plain
+    /// mode) or a welcome received (chat mode).
     pub connected: usize,
     /// Measured messages answered (warm-up excluded).
     pub messages: u64,
@@ -643,9 +644,10 @@ async fn connect_all(
         let target = target.to_string();
         let mode = config.mode;
         let timeout = config.timeout;
+        let size = config.size;
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            connect_one(&target, i, mode, timeout).await
+            connect_one(&target, i, mode, size, timeout).await
         });
     }
     let mut conns = Vec::with_capacity(clients);
@@ -709,6 +711,7 @@ async fn connect_one(
     target: &str,
     i: usize,
     mode: Mode,
+    size: usize,
     timeout: Duration,
 ) -> Result<TcpStream, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
@@ -724,7 +727,12 @@ async fn connect_one(
     // Latency is what we measure: no Nagle delay on small messages.
     let _ = stream.set_nodelay(true);
     if mode == Mode::Plain {
-        return Ok(stream);
+        return match tokio::time::timeout(timeout, plain_probe(stream, size)).await {
+            Ok(r) => r,
+            Err(_) => Err(ConnectError::Refused(format!(
+                "no answer from {target} within {timeout:?}"
+            ))),
+        };
     }
     match tokio::time::timeout(timeout, chat_hello(stream, i)).await {
         Ok(r) => r,
@@ -732,6 +740,44 @@ async fn connect_one(
             "no welcome from {target} within {timeout:?}"
         ))),
     }
+}
+
+/// One unmeasured round trip before the row starts. A connect completes in
+/// the kernel before the server accepts it, so without this the first clients
+/// could finish before the last ones are served, and "10,000 clients at once"
+/// would not be true at the server. It also finds a server that does not
+/// answer `Server received: T` before any figure is taken.
+async fn plain_probe(mut stream: TcpStream, size: usize) -> Result<TcpStream, ConnectError> {
+    let mut line = plain_payload(size);
+    line.push(b'\n');
+    stream.write_all(&line).await.map_err(ConnectError::Io)?;
+    // Nothing else is in flight, so every byte up to the newline is the reply.
+    let mut got = Vec::with_capacity(line.len() + protocol::REPLY_PREFIX.len());
+    let mut buf = [0u8; 512];
+    while !got.contains(&b'\n') {
+        let n = stream.read(&mut buf).await.map_err(ConnectError::Io)?;
+        if n == 0 {
+            return Err(ConnectError::Refused(
+                "the server closed the connection before answering".into(),
+            ));
+        }
+        if got.len() > protocol::DEFAULT_MAX_LINE * 2 {
+            return Err(ConnectError::Refused(
+                "the server's answer is too long".into(),
+            ));
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let end = got.iter().position(|&b| b == b'\n').unwrap_or(got.len());
+    let reply = got[..end].strip_suffix(b"\r").unwrap_or(&got[..end]);
+    let mut seen = false;
+    if end + 1 != got.len() || !plain_reply_matches(reply, &line[..line.len() - 1], &mut seen) {
+        return Err(ConnectError::Refused(format!(
+            "the server does not answer `Server received: T` (it said: {})",
+            String::from_utf8_lossy(&got[..got.len().min(80)])
+        )));
+    }
+    Ok(stream)
 }
 
 async fn chat_hello(mut stream: TcpStream, i: usize) -> Result<TcpStream, ConnectError> {

@@ -6,7 +6,9 @@
 //! line is a chatmon `hello` (a JSON object) is a *chat* session and speaks JSON
 //! lines from then on; any other connection is a *plain* session, where each
 //! line `T` is answered with `Server received: T` (the seed's protocol, so `nc`
-//! and the seed's Python client work unchanged).
+//! and the seed's Python client work unchanged). A first line that is a chat
+//! message other than a hello ([`is_chat_before_hello`]) gets a chat error
+//! asking for the hello instead.
 
 use serde::{Deserialize, Serialize};
 
@@ -489,7 +491,11 @@ mod tests {
             &[b"abcdef\r", b"\n"],
             &[b"abc", b"def\r", b"\n"],
         ] {
-            assert_eq!(frames(4, chunks), vec![Frame::TooLong { len: 6 }], "{chunks:?}");
+            assert_eq!(
+                frames(4, chunks),
+                vec![Frame::TooLong { len: 6 }],
+                "{chunks:?}"
+            );
         }
     }
 
@@ -585,10 +591,16 @@ mod tests {
         ));
         // Brackets inside strings are text, not nesting.
         let text = "[".repeat(100);
-        let line = encode(&ClientMsg::Msg { id: 1, text: text.clone() });
+        let line = encode(&ClientMsg::Msg {
+            id: 1,
+            text: text.clone(),
+        });
         let back: ClientMsg = decode(line.trim_end().as_bytes()).expect("decodes");
         assert_eq!(back, ClientMsg::Msg { id: 1, text });
-        let escaped = encode(&ClientMsg::Msg { id: 2, text: "\\\"[[[[[[[[[[".into() });
+        let escaped = encode(&ClientMsg::Msg {
+            id: 2,
+            text: "\\\"[[[[[[[[[[".into(),
+        });
         assert!(decode::<ClientMsg>(escaped.trim_end().as_bytes()).is_ok());
     }
 

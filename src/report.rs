@@ -470,6 +470,9 @@ impl<'o> Analyser<'o> {
             && let Some(us) = micros_between(s, t)
         {
             record(&mut self.strict, us);
+            self.cur.rtt_n += 1;
+            self.cur.rtt_sum_us = self.cur.rtt_sum_us.saturating_add(us);
+            self.cur.rtt_max_us = self.cur.rtt_max_us.max(us);
             self.strict_precise &= precise;
             record(&mut self.client(name).strict, us);
         }
@@ -898,10 +901,11 @@ pub fn write_plot(r: &LogReport, path: &Path) -> Result<(), ReportError> {
     let ymax = rtt_max.iter().map(|p| p.1).fold(0.001, f64::max) * 1.15;
     let mut lat = ChartBuilder::on(&top)
         .caption(
-            format!(
-                "chatmon report: round trip over time ({})",
-                r.latency_source
-            ),
+            match r.latency_source {
+                "rtt" => "chatmon report: round trip over time (recorded by clients)",
+                "paired" => "chatmon report: round trip over time (timestamps paired)",
+                _ => "chatmon report: no round trips in this log (server lines only?)",
+            },
             ("sans-serif", 20),
         )
         .margin(12)

@@ -539,12 +539,17 @@ impl Shared {
     /// Queues `line` to every member but `except`, evicting those too slow to
     /// take it. Never blocks on a socket.
     fn relay(&self, line: Arc<str>, except: Option<u64>) {
+        self.relay_where(line, |id| Some(id) != except);
+    }
+
+    /// Queues `line` to the members `to` picks, as [`Shared::relay`] does.
+    fn relay_where(&self, line: Arc<str>, to: impl Fn(u64) -> bool) {
         let mut slow: Vec<Arc<Conn>> = Vec::new();
         let mut n = 0u64;
         {
             let members = self.members();
             for (id, m) in members.iter() {
-                if Some(*id) == except {
+                if !to(*id) {
                     continue;
                 }
                 if m.outbox.push(line.clone()) {
@@ -1093,8 +1098,12 @@ impl Session {
         // Relays may reach the outbox as soon as we are a member, but its
         // writer thread starts only after the welcome is written, so the
         // welcome is always the first line the client reads.
-        let (name, users) = {
+        // Who was in the room before us: only they hear that we joined.
+        // Whoever joins after us has us in their welcome already, and a
+        // Join relayed to them too would count us twice.
+        let (name, users, before) = {
             let mut members = self.sh.members_mut();
+            let before: std::collections::HashSet<u64> = members.keys().copied().collect();
             let name = unique_name(&members, &wanted, None);
             members.insert(
                 self.conn.id,
@@ -1106,7 +1115,7 @@ impl Session {
             );
             let mut users: Vec<String> = members.values().map(|m| m.name.clone()).collect();
             users.sort();
-            (name, users)
+            (name, users, before)
         };
         self.sh.hub.member_count.fetch_add(1, Ordering::Relaxed);
         self.mode = Mode::Chat { name: name.clone() };
@@ -1146,13 +1155,13 @@ impl Session {
             EventKind::Join,
             &format!("server: {} joined the room as {name}", self.conn.peer),
         );
-        self.sh.relay(
+        self.sh.relay_where(
             protocol::encode(&ServerMsg::Join {
                 name,
                 users: n_users,
             })
             .into(),
-            Some(self.conn.id),
+            |id| before.contains(&id),
         );
         true
     }

@@ -76,13 +76,14 @@ fn closed_loop_rows_are_sane_and_counts_add_up() {
         assert_eq!(row.messages, row.clients as u64 * 50);
     }
     assert_eq!(report.load, "closed");
-    // The server saw every message, warm-up or not (here there is none).
+    // The server saw every message, warm-up or not (here there is none),
+    // plus one unmeasured probe per connection.
     let received = ts
         .log_lines()
         .iter()
         .filter(|l| l.starts_with("Message Received:"))
         .count();
-    assert_eq!(received, 50 + 4 * 50);
+    assert_eq!(received, (50 + 1) + 4 * (50 + 1));
     let table = bench::render_table(&report);
     assert!(table.contains("p99.9"), "{table}");
     let csv = bench::to_csv(&report);
@@ -133,28 +134,33 @@ fn open_loop_sends_exactly_its_schedule() {
         .iter()
         .filter(|l| l.starts_with("Message Received:"))
         .count();
-    assert_eq!(sent, 300, "warm-up and measured messages, nothing more");
+    assert_eq!(
+        sent,
+        300 + 4,
+        "warm-up and measured messages and one probe per connection, nothing more"
+    );
 }
 
 #[test]
 fn open_loop_charges_a_stall_to_every_message_scheduled_during_it() {
-    // Stalls 300 ms on its first message, then answers at once.
+    // Answers the probe, stalls 300 ms on the next message, then answers at once.
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     thread::spawn(move || {
         if let Some(Ok(mut s)) = l.incoming().next() {
             let mut buf = vec![0u8; 4096];
             let mut pending = Vec::new();
-            let mut stalled = false;
+            let mut reads = 0;
             loop {
                 let n = match s.read(&mut buf) {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
-                // The first message was sent no earlier than the schedule's
+                // The first read is the bench's probe. The next one holds the
+                // first scheduled message, sent no earlier than the schedule's
                 // start, so stalling after reading it delays it by 300 ms.
-                if !stalled {
-                    stalled = true;
+                reads += 1;
+                if reads == 2 {
                     thread::sleep(Duration::from_millis(300));
                 }
                 pending.extend_from_slice(&buf[..n]);
@@ -229,23 +235,45 @@ fn chat_mode_measures_replies_and_every_relay() {
 
 #[test]
 fn a_server_that_hangs_up_shows_as_errors_not_a_hang() {
+    // Answers the probe, then refuses the next message and hangs up.
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     thread::spawn(move || {
         for s in l.incoming().take(2) {
             let mut s = s.expect("accept");
-            let mut buf = [0u8; 256];
-            let _ = s.read(&mut buf);
-            let _ = s.write_all(b"Error: go away\n");
-            // Dropping the stream closes it.
+            thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let mut out = b"Server received: ".to_vec();
+                out.extend_from_slice(&buf[..n]);
+                let _ = s.write_all(&out);
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"Error: go away\n");
+            });
         }
     });
     let row = &bench::run(&config(addr, &[2], Stop::Messages(10)))
         .expect("bench runs")
         .rows[0];
+    assert_eq!(row.connected, 2);
     assert!(row.errors >= 2, "{row:?}");
     assert_eq!(row.messages, 0);
     assert!(row.first_error.is_some());
+}
+
+#[test]
+fn a_server_that_does_not_answer_the_seed_way_is_refused_clearly() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    thread::spawn(move || {
+        if let Some(Ok(mut s)) = l.incoming().next() {
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"Error: go away\n");
+        }
+    });
+    let err = bench::run(&config(addr, &[1], Stop::Messages(10))).expect_err("refused");
+    assert!(err.to_string().contains("does not answer"), "{err}");
 }
 
 #[test]

@@ -186,7 +186,8 @@ fn full_disk_is_reported_and_the_server_keeps_serving() {
     assert!(st.success(), "{st:?}");
     // And at exit it says the log is incomplete, instead of nothing.
     wait_for("for the exit report", 5, || {
-        srv.stderr().contains("lines could not be written to /dev/full")
+        srv.stderr()
+            .contains("lines could not be written to /dev/full")
     });
 }
 
@@ -202,8 +203,7 @@ fn emfile_never_kills_the_accept_loop() {
     let mut waiting = Vec::new();
     for i in 0..60 {
         let mut s = TcpStream::connect(addr).expect("connect");
-        s.write_all(format!("ping {i}\n").as_bytes())
-            .expect("send");
+        s.write_all(format!("ping {i}\n").as_bytes()).expect("send");
         s.set_read_timeout(Some(Duration::from_millis(300)))
             .expect("timeout");
         let mut buf = [0u8; 64];
@@ -250,7 +250,11 @@ fn emfile_never_kills_the_accept_loop() {
     assert!(srv.sigterm().success());
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(text.lines().all(|l| eventlog::parse_line(l).is_ok()));
-    assert!(text.lines().last().is_some_and(|l| l.starts_with("Server Stop: ")));
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("Server Stop: "))
+    );
 }
 
 /// One chat client sending as fast as its replies come back; returns the
@@ -345,7 +349,11 @@ fn sigterm_under_load_loses_no_reply_from_the_log() {
         replies.extend(w.join().expect("client thread"));
     }
     assert_eq!(st.code(), Some(0), "exit {st:?} (signal {:?})", st.signal());
-    assert!(replies.len() > 100, "only {} replies under load", replies.len());
+    assert!(
+        replies.len() > 100,
+        "only {} replies under load",
+        replies.len()
+    );
 
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(text.ends_with('\n'), "the last line is torn");

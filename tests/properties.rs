@@ -22,14 +22,18 @@ fn text() -> impl Strategy<Value = String> {
 
 fn client_msg() -> impl Strategy<Value = ClientMsg> {
     prop_oneof![
-        (any::<u32>(), text(), proptest::option::of(text()), any::<bool>()).prop_map(
-            |(v, name, token, subscribe)| ClientMsg::Hello {
+        (
+            any::<u32>(),
+            text(),
+            proptest::option::of(text()),
+            any::<bool>()
+        )
+            .prop_map(|(v, name, token, subscribe)| ClientMsg::Hello {
                 v,
                 name,
                 token,
                 subscribe,
-            }
-        ),
+            }),
         (any::<u64>(), text()).prop_map(|(id, text)| ClientMsg::Msg { id, text }),
         text().prop_map(|name| ClientMsg::Nick { name }),
         any::<bool>().prop_map(|on| ClientMsg::Subscribe { on }),
@@ -100,7 +104,15 @@ fn kind() -> impl Strategy<Value = EventKind> {
 
 /// Any time the format can hold, to the microsecond (its precision).
 fn time() -> impl Strategy<Value = NaiveDateTime> {
-    (0i32..=9999, 1u32..=12, 1u32..=31, 0u32..24, 0u32..60, 0u32..60, 0u32..1_000_000)
+    (
+        0i32..=9999,
+        1u32..=12,
+        1u32..=31,
+        0u32..24,
+        0u32..60,
+        0u32..60,
+        0u32..1_000_000,
+    )
         .prop_filter_map("a real date", |(y, mo, d, h, mi, s, us)| {
             NaiveDate::from_ymd_opt(y, mo, d)?.and_hms_micro_opt(h, mi, s, us)
         })
@@ -141,7 +153,7 @@ proptest! {
     // No failure files written into the source tree: a failure prints its
     // minimal input, which is enough to make a unit test of it.
     #![proptest_config(ProptestConfig {
-        cases: 512,
+        cases: 256,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -108,7 +108,9 @@ fn storms_leave_no_thread_or_descriptor_behind() {
                 rst(&s);
             }
             1 => {
-                let _ = s.write_all(b"{\"type\":\"hello\",\"v\":1,\"name\":\"r\"}\n{\"type\":\"msg\",\"id\":1,\"te");
+                let _ = s.write_all(
+                    b"{\"type\":\"hello\",\"v\":1,\"name\":\"r\"}\n{\"type\":\"msg\",\"id\":1,\"te",
+                );
                 rst(&s);
             }
             2 => {
@@ -167,8 +169,7 @@ fn storms_leave_no_thread_or_descriptor_behind() {
     let burst = t0.elapsed();
     wait_until("for every connection to be accepted or refused", || {
         let c = server.counters();
-        c.accepted.load(Ordering::Relaxed) - accepted_before
-            + c.refused.load(Ordering::Relaxed)
+        c.accepted.load(Ordering::Relaxed) - accepted_before + c.refused.load(Ordering::Relaxed)
             - refused_before
             == FLOOD as u64
     });

@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     for chunk in rest.split_inclusive(|&b| b == 0xff) {
         chunked.push(chunk, &mut a);
         if !chunked.is_discarding() {
-            assert!(chunked.pending() <= max + 1, "holds {} bytes", chunked.pending());
+            assert!(
+                chunked.pending() <= max + 1,
+                "holds {} bytes",
+                chunked.pending()
+            );
         }
     }
     let mut whole = LineFramer::new(max);
