@@ -763,6 +763,8 @@ struct Session {
     /// The client was told its current line is too long while it was still
     /// arriving; its end needs no second error.
     warned_long: bool,
+    /// Reused buffer for plain replies: no allocation per reply.
+    reply_buf: String,
 }
 
 impl Session {
@@ -777,6 +779,7 @@ impl Session {
             who,
             warned_long: false,
             handling_since: Instant::now(),
+            reply_buf: String::new(),
         }
     }
 
@@ -785,46 +788,31 @@ impl Session {
         let mut buf = vec![0u8; READ_BUF];
         let mut frames = Vec::new();
         let mut last_input = Instant::now();
+        // The socket's receive timeout as last set. Blocking reads with
+        // SO_RCVTIMEO instead of poll-then-read save a syscall per message;
+        // the timeout changes only when the session's state does.
+        let mut armed: Option<Duration> = None;
+        // Set after an idle timeout fired early (input came meanwhile): the
+        // timeout then holds the rest of the idle time, not all of it.
+        let mut armed_rest = false;
         loop {
             let waiting_partial = framer.pending() > 0 && !framer.is_discarding();
             // An overlong line whose bytes stopped coming: warn about it.
             let long_pause = framer.is_discarding() && !self.warned_long;
-            let timeout = if waiting_partial || long_pause {
+            let want = if waiting_partial || long_pause {
                 Some(self.sh.config.partial_line_delay)
+            } else if armed_rest {
+                armed
             } else {
-                self.sh.config.idle_timeout.map(|t| {
-                    t.saturating_sub(last_input.elapsed())
-                        .max(Duration::from_millis(1))
-                })
+                self.sh.config.idle_timeout
             };
-            match sys::wait_readable(&self.conn.stream, timeout) {
-                Ok(true) => {}
-                Ok(false) => {
-                    if waiting_partial {
-                        if let Some(f) = framer.flush()
-                            && !self.handle(f)
-                        {
-                            return;
-                        }
-                        continue;
-                    }
-                    if long_pause && !self.warn_long(&framer) {
-                        return;
-                    }
-                    if let Some(idle) = self.sh.config.idle_timeout
-                        && last_input.elapsed() >= idle
-                    {
-                        let idle = humantime::format_duration(idle);
-                        self.send_error(&format!("idle for {idle}, closing"));
-                        self.conn.close(&format!("idle for {idle}"));
-                        return;
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    self.conn.close(&format!("poll failed: {e}"));
+            if want != armed {
+                let t = want.map(|d| d.max(Duration::from_millis(1)));
+                if let Err(e) = self.conn.stream.set_read_timeout(t) {
+                    self.conn.close(&format!("cannot set a read timeout: {e}"));
                     return;
                 }
+                armed = want;
             }
             let n = match (&self.conn.stream).read(&mut buf) {
                 Ok(0) => {
@@ -837,7 +825,40 @@ impl Session {
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if waiting_partial {
+                        if let Some(f) = framer.flush()
+                            && !self.handle(f)
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    if long_pause && !self.warn_long(&framer) {
+                        return;
+                    }
+                    if let Some(idle) = self.sh.config.idle_timeout {
+                        let quiet = last_input.elapsed();
+                        if quiet >= idle {
+                            let idle = humantime::format_duration(idle);
+                            self.send_error(&format!("idle for {idle}, closing"));
+                            self.conn.close(&format!("idle for {idle}"));
+                            return;
+                        }
+                        armed_rest = true;
+                        let rest = Some(idle - quiet);
+                        let t = rest.map(|d| d.max(Duration::from_millis(1)));
+                        if self.conn.stream.set_read_timeout(t).is_ok() {
+                            armed = rest;
+                        }
+                    }
+                    continue;
+                }
                 Err(e) => {
                     let reason = match e.kind() {
                         io::ErrorKind::ConnectionReset => "connection reset by peer".to_string(),
@@ -847,6 +868,7 @@ impl Session {
                     return;
                 }
             };
+            armed_rest = false;
             last_input = Instant::now();
             self.sh
                 .counters
@@ -999,22 +1021,30 @@ impl Session {
         let c = &self.sh.counters;
         c.messages_received.fetch_add(1, Ordering::Relaxed);
         let now = eventlog::now();
-        self.sh.log.log_at(
+        self.sh.log.log_args(
             EventKind::MessageReceived,
             now,
-            &format!("server <- {}: {text}", self.who),
+            format_args!("server <- {}: {text}", self.who),
         );
-        let mut reply = protocol::reply_text(text);
+        let mut reply = std::mem::take(&mut self.reply_buf);
+        reply.clear();
+        reply.push_str(protocol::REPLY_PREFIX);
+        reply.push_str(text);
         reply.push('\n');
-        if !self.write_plain(reply.as_bytes()) {
+        let written = self.write_plain(reply.as_bytes());
+        if written {
+            c.reply_time.observe(self.handling_since.elapsed());
+            c.replies_sent.fetch_add(1, Ordering::Relaxed);
+            self.sh.log.log_args(
+                EventKind::MessageSent,
+                eventlog::now(),
+                format_args!("server -> {}: {}", self.who, reply.trim_end_matches('\n')),
+            );
+        }
+        self.reply_buf = reply;
+        if !written {
             return false;
         }
-        c.reply_time.observe(self.handling_since.elapsed());
-        c.replies_sent.fetch_add(1, Ordering::Relaxed);
-        self.sh.log.log(
-            EventKind::MessageSent,
-            &format!("server -> {}: {}", self.who, reply.trim_end_matches('\n')),
-        );
         if self.sh.hub.member_count.load(Ordering::Relaxed) > 0 {
             let line = protocol::encode(&ServerMsg::Chat {
                 from: self.who.clone(),
@@ -1234,10 +1264,10 @@ impl Session {
         let c = &self.sh.counters;
         c.messages_received.fetch_add(1, Ordering::Relaxed);
         let now = eventlog::now();
-        self.sh.log.log_at(
+        self.sh.log.log_args(
             EventKind::MessageReceived,
             now,
-            &format!("server <- {} #{id}: {text}", self.who),
+            format_args!("server <- {} #{id}: {text}", self.who),
         );
         let reply_text = protocol::reply_text(&text);
         if !self.write_msg(&ServerMsg::Reply {
@@ -1248,9 +1278,10 @@ impl Session {
         }
         c.reply_time.observe(self.handling_since.elapsed());
         c.replies_sent.fetch_add(1, Ordering::Relaxed);
-        self.sh.log.log(
+        self.sh.log.log_args(
             EventKind::MessageSent,
-            &format!("server -> {} #{id}: {reply_text}", self.who),
+            eventlog::now(),
+            format_args!("server -> {} #{id}: {reply_text}", self.who),
         );
         let line = protocol::encode(&ServerMsg::Chat {
             from: name.clone(),
