@@ -37,7 +37,8 @@ const WRITER_STACK: usize = 64 * 1024;
 const READ_BUF: usize = 16 * 1024;
 
 /// Server settings. [`ServerConfig::default`] gives the documented defaults.
-#[derive(Debug, Clone)]
+/// Its `Debug` output hides the token.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Address to listen on.
     pub bind: SocketAddr,
@@ -60,6 +61,23 @@ pub struct ServerConfig {
     pub partial_line_delay: Duration,
     /// Period of `Stats` events (`None`: off).
     pub stats_interval: Option<Duration>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("bind", &self.bind)
+            .field("max_clients", &self.max_clients)
+            .field("max_line", &self.max_line)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("outbox_len", &self.outbox_len)
+            .field("event_backlog", &self.event_backlog)
+            .field("write_timeout", &self.write_timeout)
+            .field("partial_line_delay", &self.partial_line_delay)
+            .field("stats_interval", &self.stats_interval)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -303,10 +321,13 @@ struct Hub {
 
 struct Shared {
     config: ServerConfig,
-    /// The log as given (no tap), for events that must not be streamed.
+    /// The log, tapped so that every line also goes to subscribers.
     log: EventLog,
     hub: Hub,
     counters: Counters,
+    /// Messages per second of the last stats interval (f64 bits), for the
+    /// figures a new subscriber gets at once.
+    last_rate_bits: AtomicU64,
     stopping: AtomicBool,
     active: AtomicUsize,
     next_id: AtomicU64,
@@ -351,6 +372,7 @@ impl Server {
                 config,
                 hub: Hub::default(),
                 counters: Counters::default(),
+                last_rate_bits: AtomicU64::new(0),
                 stopping: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
@@ -513,6 +535,18 @@ impl Shared {
             messages_received: self.counters.messages_received.load(Ordering::Relaxed),
             uptime: self.started.elapsed(),
         }
+    }
+
+    /// The server's figures as a `stats` message for subscribers.
+    fn stats_msg(&self) -> Arc<str> {
+        let snap = self.snapshot();
+        protocol::encode(&ServerMsg::Stats {
+            clients: snap.clients,
+            names: snap.names,
+            msgs_per_sec: f64::from_bits(self.last_rate_bits.load(Ordering::Relaxed)),
+            uptime_secs: snap.uptime.as_secs(),
+        })
+        .into()
     }
 
     /// Sends one log line to every subscriber; never blocks on any of them.
@@ -1197,6 +1231,10 @@ impl Session {
     }
 
     fn set_subscribed(&self, on: bool, outbox: &Arc<Outbox>) {
+        // A new subscriber sees the server's figures at once rather than at
+        // the next stats interval (or never, with stats off). Built before
+        // taking the subscribers lock: the snapshot takes the members lock.
+        let figures = on.then(|| self.sh.stats_msg());
         let mut subs = self
             .sh
             .hub
@@ -1211,6 +1249,9 @@ impl Session {
         if changed {
             if on {
                 self.sh.hub.subscriber_count.fetch_add(1, Ordering::Relaxed);
+                if let Some(f) = figures {
+                    outbox.push_event(f);
+                }
             } else {
                 self.sh.hub.subscriber_count.fetch_sub(1, Ordering::Relaxed);
             }
@@ -1416,9 +1457,11 @@ fn stats_loop(sh: Arc<Shared>, every: Duration) {
     loop {
         // Sleep in small steps so that shutdown is never held up.
         let until = last + every;
+        let mut stopping = false;
         while Instant::now() < until {
             if sh.stopping.load(Ordering::SeqCst) {
-                return;
+                stopping = true;
+                break;
             }
             thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
         }
@@ -1429,27 +1472,29 @@ fn stats_loop(sh: Arc<Shared>, every: Duration) {
         let bin = c.bytes_in.load(Ordering::Relaxed);
         let bout = c.bytes_out.load(Ordering::Relaxed);
         let err = c.errors.load(Ordering::Relaxed);
-        let snap = sh.snapshot();
+        // At shutdown, a last (shorter) interval: without it, the messages
+        // since the last Stats line would be missing from the log's totals.
+        if stopping && msgs == last_msgs && bin == last_in && err == last_err {
+            return;
+        }
         let rate = (msgs - last_msgs) as f64 / secs;
+        sh.last_rate_bits.store(rate.to_bits(), Ordering::Relaxed);
         sh.log.log(
             EventKind::Stats,
             &format!(
                 "server: clients={} messages={} rate={rate:.1}/s bytes_in={} bytes_out={} errors={} interval={secs:.1}s",
-                snap.clients,
+                sh.active.load(Ordering::SeqCst),
                 msgs - last_msgs,
                 bin - last_in,
                 bout - last_out,
                 err - last_err,
             ),
         );
+        if stopping {
+            return;
+        }
         if sh.hub.subscriber_count.load(Ordering::Relaxed) > 0 {
-            let line: Arc<str> = protocol::encode(&ServerMsg::Stats {
-                clients: snap.clients,
-                names: snap.names,
-                msgs_per_sec: rate,
-                uptime_secs: snap.uptime.as_secs(),
-            })
-            .into();
+            let line = sh.stats_msg();
             let subs = sh.hub.subscribers.read().unwrap_or_else(|p| p.into_inner());
             for ob in subs.values() {
                 if ob.push_event(line.clone()) {
@@ -1464,6 +1509,16 @@ fn stats_loop(sh: Arc<Shared>, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let c = ServerConfig {
+            token: Some("s3cret".into()),
+            ..ServerConfig::default()
+        };
+        let d = format!("{c:?}");
+        assert!(!d.contains("s3cret") && d.contains("<hidden>"), "{d}");
+    }
 
     #[test]
     fn exposure_warning_only_for_open_non_loopback() {

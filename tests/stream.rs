@@ -238,8 +238,13 @@ fn stats_lines_are_logged_and_streamed() {
         p.line();
     }
 
-    // Subscribers get the figures as a message of their own...
+    // A new subscriber gets the figures at once (before any interval)...
     match watcher.recv_until(|m| matches!(m, ServerMsg::Stats { .. })) {
+        ServerMsg::Stats { names, .. } => assert_eq!(names, vec!["watcher".to_string()]),
+        other => unreachable!("{other:?}"),
+    }
+    // ...and then every interval, as a message of their own...
+    match watcher.recv_until(|m| matches!(m, ServerMsg::Stats { clients: 2, .. })) {
         ServerMsg::Stats {
             clients,
             names,
@@ -295,13 +300,18 @@ fn no_stats_when_the_interval_is_off() {
     let off = TestServer::with(|c| c.stats_interval = None);
     let zero = TestServer::with(|c| c.stats_interval = Some(Duration::ZERO));
     let mut w = Chat::join_with(zero.addr, "w", None, true);
+    // One snapshot when subscribing, the figures a TUI shows at once...
+    assert!(matches!(
+        w.recv_until(|m| matches!(m, ServerMsg::Stats { .. })),
+        ServerMsg::Stats { clients: 1, .. }
+    ));
     thread::sleep(Duration::from_millis(300));
     w.say(1, "x");
-    // Everything up to the reply: no Stats of either kind.
+    // ...and no periodic ones: everything up to the reply holds no Stats.
     loop {
         match w.recv() {
             ServerMsg::Reply { .. } => break,
-            ServerMsg::Stats { .. } => panic!("Stats with a zero interval"),
+            ServerMsg::Stats { .. } => panic!("periodic Stats with a zero interval"),
             _ => {}
         }
     }

@@ -2,6 +2,8 @@
 //! loopback port, and blocking plain and chat clients with bounded waits.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
