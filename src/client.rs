@@ -66,6 +66,8 @@ pub enum ClientEvent {
     Connected {
         name: String,
         users: Vec<String>,
+        /// The server's own description from its welcome.
+        server: String,
     },
     Disconnected {
         reason: String,
@@ -402,13 +404,13 @@ impl Task {
                         };
                         if !welcomed {
                             match msg {
-                                ServerMsg::Welcome { name, users, .. } => {
+                                ServerMsg::Welcome { name, users, server } => {
                                     welcomed = true;
                                     self.name = name.clone();
                                     self.log.log(EventKind::Connection, &format!(
                                         "{name}: connected to {} as {name} ({} in the room)",
                                         self.peer(), users.len()));
-                                    self.emit(ClientEvent::Connected { name, users });
+                                    self.emit(ClientEvent::Connected { name, users, server });
                                     // Deliver what was typed while we were away.
                                     while let Some((id, text)) = self.queued.pop_front() {
                                         if let Err(e) = self.send_msg(&mut wr, id, text).await {
@@ -420,7 +422,7 @@ impl Task {
                                     return SessionEnd::Refused(format!("the server refused us: {message}"));
                                 }
                                 ServerMsg::Shutdown { message } => {
-                                    return self.lost(&format!("the server is stopping ({message})"));
+                                    return self.lost(&stopping(&message));
                                 }
                                 _ => {}
                             }
@@ -565,7 +567,7 @@ impl Task {
                 self.emit(ClientEvent::ServerError(message));
             }
             ServerMsg::Shutdown { message } => {
-                return Some(self.lost(&format!("the server is stopping ({message})")));
+                return Some(self.lost(&stopping(&message)));
             }
             ServerMsg::Event { line } => self.emit(ClientEvent::ServerEvent(line)),
             ServerMsg::Dropped { count } => self.emit(ClientEvent::EventsDropped(count)),
@@ -593,6 +595,15 @@ async fn write_msg(
     wr.write_all(protocol::encode(msg).as_bytes())
         .await
         .map_err(|e| format!("connection lost: {e}"))
+}
+
+/// Words for a server's shutdown notice, without saying it twice.
+fn stopping(message: &str) -> String {
+    if message.contains("stopping") {
+        format!("the {message}")
+    } else {
+        format!("the server is stopping ({message})")
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -61,7 +61,15 @@ pub struct ServerConfig {
     pub partial_line_delay: Duration,
     /// Period of `Stats` events (`None`: off).
     pub stats_interval: Option<Duration>,
+    /// Set when a chat TUI runs this server in its own process. The welcome
+    /// says so ([`EMBEDDED_MARK`]), so that when it goes away other TUIs may
+    /// take over its address, while a stopped `chatmon serve` keeps its
+    /// address free for its restart.
+    pub embedded: bool,
 }
+
+/// Appended to the welcome's `server` field by an embedded server.
+pub const EMBEDDED_MARK: &str = "(in a chat TUI)";
 
 impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,6 +84,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("write_timeout", &self.write_timeout)
             .field("partial_line_delay", &self.partial_line_delay)
             .field("stats_interval", &self.stats_interval)
+            .field("embedded", &self.embedded)
             .finish()
     }
 }
@@ -93,6 +102,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(10),
             partial_line_delay: Duration::from_millis(20),
             stats_interval: Some(Duration::from_secs(10)),
+            embedded: false,
         }
     }
 }
@@ -1194,7 +1204,11 @@ impl Session {
         if !self.write_msg(&ServerMsg::Welcome {
             name: name.clone(),
             users,
-            server: format!("chatmon {}", env!("CARGO_PKG_VERSION")),
+            server: if self.sh.config.embedded {
+                format!("chatmon {} {EMBEDDED_MARK}", env!("CARGO_PKG_VERSION"))
+            } else {
+                format!("chatmon {}", env!("CARGO_PKG_VERSION"))
+            },
         }) {
             return false;
         }

@@ -89,3 +89,48 @@ fn no_server_running_starts_one_and_a_second_tui_joins() {
     );
     assert!(log.lines().any(|l| l.starts_with("Server Stop: ")), "{log}");
 }
+
+#[test]
+fn when_the_tui_running_the_server_quits_another_takes_over() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let server = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first = Tui::spawn(&["--server", &server, "--name", "first"], &[], dir.path());
+    first.wait_for("local server (in this process)");
+    let mut second = Tui::spawn(&["--server", &server, "--name", "second"], &[], dir.path());
+    second.wait_for("● connected");
+    first.keys(b"\x1b");
+    assert!(first.wait_exit());
+    second.wait_for("this chatmon now runs one itself");
+    second.wait_for("● connected");
+    second.keys(b"still here\r");
+    second.wait_for("↳ Server received: still here");
+    second.keys(b"\x1b");
+    assert!(second.wait_exit());
+}
+
+#[test]
+fn a_restarted_chatmon_serve_gets_its_address_back_and_the_tui_reconnects() {
+    let mut ts = TestServer::start();
+    let addr = ts.addr;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = addr.to_string();
+    let mut tui = Tui::spawn(&["chat", "--server", &server, "--name", "stay"], &[], dir.path());
+    tui.wait_for("● connected");
+    ts.stop();
+    tui.wait_for("server is stopping");
+    // While it is down the TUI keeps what is typed, and does not take the
+    // address: a stopped `chatmon serve` must be able to come back.
+    tui.keys(b"typed while down\r");
+    tui.wait_for("queued");
+    let again = TestServer::with(|c| c.bind = addr);
+    tui.wait_for("↳ Server received: typed while down");
+    assert!(!tui.contents().contains("runs one itself"));
+    again.wait_log("for the queued message", |l| l.ends_with(": typed while down"));
+    tui.keys(b"\x1b");
+    assert!(tui.wait_exit());
+}

@@ -212,6 +212,8 @@ pub struct App {
     pub user_count: usize,
     /// Set when this process runs the server itself.
     pub local_server: Option<String>,
+    /// Whether the server we last connected to runs inside a chat TUI.
+    pub server_embedded: bool,
     pub entries: VecDeque<Entry>,
     /// Index in `entries` of each of our messages, by id (offset by `dropped`).
     by_id: HashMap<u64, u64>,
@@ -255,6 +257,7 @@ impl App {
             users: Vec::new(),
             user_count: 0,
             local_server: None,
+            server_embedded: false,
             entries: VecDeque::new(),
             by_id: HashMap::new(),
             dropped: 0,
@@ -328,7 +331,12 @@ impl App {
     pub fn on_client(&mut self, ev: ClientEvent, now: Instant) {
         match ev {
             ClientEvent::Connecting { attempt } => self.conn = ConnState::Connecting { attempt },
-            ClientEvent::Connected { name, users } => {
+            ClientEvent::Connected {
+                name,
+                users,
+                server,
+            } => {
+                self.server_embedded = server.ends_with(crate::server::EMBEDDED_MARK);
                 let was_down = matches!(self.conn, ConnState::Disconnected { .. });
                 self.conn = ConnState::Connected;
                 self.name = name.clone();

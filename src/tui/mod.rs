@@ -85,6 +85,7 @@ fn start_local_server(addr: &str, log: &EventLog) -> io::Result<Server> {
     Server::start(
         ServerConfig {
             bind,
+            embedded: true,
             ..ServerConfig::default()
         },
         log.clone(),
@@ -229,10 +230,12 @@ fn on_client_event(
     local: &mut Option<Server>,
     auto_server: bool,
 ) {
-    // The server we used went away (another TUI that ran it quit): if we
-    // may, take over on the same loopback address.
+    // The server we used went away because the TUI that ran it quit: if we
+    // may, take over on the same loopback address. Not when a `chatmon
+    // serve` went away: its address stays free for its restart.
     if let ClientEvent::Disconnected { reason, .. } = &ev
         && auto_server
+        && app.server_embedded
         && local.is_none()
         && reason.contains("refused")
         && let Ok(s) = start_local_server(server, log)

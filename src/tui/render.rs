@@ -653,6 +653,7 @@ mod tests {
             ClientEvent::Connected {
                 name: "alice".into(),
                 users: vec!["alice".into(), "bob".into()],
+                server: "chatmon 0.1.0".into(),
             },
             now,
         );
