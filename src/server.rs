@@ -1463,11 +1463,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 fn stats_loop(sh: Arc<Shared>, every: Duration) {
     let c = &sh.counters;
-    let mut last_msgs = c.messages_received.load(Ordering::Relaxed);
-    let mut last_in = c.bytes_in.load(Ordering::Relaxed);
-    let mut last_out = c.bytes_out.load(Ordering::Relaxed);
-    let mut last_err = c.errors.load(Ordering::Relaxed);
-    let mut last = Instant::now();
+    // The counters start at zero with the server, and this thread may get
+    // its first time slice only after the first messages: start from zero,
+    // not from whatever the counters hold by then.
+    let (mut last_msgs, mut last_in, mut last_out, mut last_err) = (0, 0, 0, 0);
+    let mut last = sh.started;
     loop {
         // Sleep in small steps so that shutdown is never held up.
         let until = last + every;

@@ -119,7 +119,11 @@ fn a_restarted_chatmon_serve_gets_its_address_back_and_the_tui_reconnects() {
     let addr = ts.addr;
     let dir = tempfile::tempdir().expect("tempdir");
     let server = addr.to_string();
-    let mut tui = Tui::spawn(&["chat", "--server", &server, "--name", "stay"], &[], dir.path());
+    let mut tui = Tui::spawn(
+        &["chat", "--server", &server, "--name", "stay"],
+        &[],
+        dir.path(),
+    );
     tui.wait_for("● connected");
     ts.stop();
     tui.wait_for("server is stopping");
@@ -130,7 +134,9 @@ fn a_restarted_chatmon_serve_gets_its_address_back_and_the_tui_reconnects() {
     let again = TestServer::with(|c| c.bind = addr);
     tui.wait_for("↳ Server received: typed while down");
     assert!(!tui.contents().contains("runs one itself"));
-    again.wait_log("for the queued message", |l| l.ends_with(": typed while down"));
+    again.wait_log("for the queued message", |l| {
+        l.ends_with(": typed while down")
+    });
     tui.keys(b"\x1b");
     assert!(tui.wait_exit());
 }
