@@ -18,6 +18,7 @@
 //! chat mode, which is one way: from one client's send to another client's
 //! receipt of the relayed line, measured on one shared monotonic clock.
 
+use crate::latency::Latency;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io;
@@ -148,44 +149,6 @@ pub enum BenchError {
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> BenchError {
     let context = context.into();
     move |source| BenchError::Io { context, source }
-}
-
-/// Latency figures of one row, in microseconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Latency {
-    /// Samples behind the figures.
-    pub count: u64,
-    pub p50_us: u64,
-    pub p90_us: u64,
-    pub p99_us: u64,
-    pub p999_us: u64,
-    pub max_us: u64,
-    pub mean_us: f64,
-}
-
-impl Latency {
-    fn from_hist(h: &Histogram<u64>) -> Latency {
-        if h.is_empty() {
-            return Latency {
-                count: 0,
-                p50_us: 0,
-                p90_us: 0,
-                p99_us: 0,
-                p999_us: 0,
-                max_us: 0,
-                mean_us: 0.0,
-            };
-        }
-        Latency {
-            count: h.len(),
-            p50_us: h.value_at_quantile(0.50),
-            p90_us: h.value_at_quantile(0.90),
-            p99_us: h.value_at_quantile(0.99),
-            p999_us: h.value_at_quantile(0.999),
-            max_us: h.max(),
-            mean_us: h.mean(),
-        }
-    }
 }
 
 /// One row of results: one client count.

@@ -13,6 +13,7 @@
 //!   closed or open loop, HDR latency histograms, table/JSON/CSV/SVG output.
 //! - [`report`]: `chatmon report`: latency, throughput, connections and
 //!   errors streamed out of an event log (chatmon's or the seed's).
+//! - [`latency`]: latency figures from HDR histograms, shared by bench and report.
 //! - [`tail`]: follows a log file like `tail -F`.
 //! - [`tui`]: the terminal UI: state, input handling, rendering.
 //! - [`sys`]: small OS helpers (descriptor limits, polling a socket).
@@ -20,6 +21,7 @@
 pub mod bench;
 pub mod client;
 pub mod eventlog;
+pub mod latency;
 pub mod metrics;
 pub mod protocol;
 pub mod report;

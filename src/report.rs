@@ -21,6 +21,7 @@
 //!   server's own when it logged any (client and server share one log by
 //!   default, and would count every connection twice).
 
+use crate::latency::Latency;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::fs::File;
@@ -72,41 +73,6 @@ pub enum ReportError {
     },
     #[error("cannot draw the plot: {0}")]
     Plot(String),
-}
-
-/// Latency figures, in microseconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Latency {
-    pub count: u64,
-    pub min_us: u64,
-    pub p50_us: u64,
-    pub p90_us: u64,
-    pub p99_us: u64,
-    pub p999_us: u64,
-    pub max_us: u64,
-    pub mean_us: f64,
-}
-
-impl Latency {
-    fn from_hist<T: hdrhistogram::Counter>(h: &Histogram<T>) -> Latency {
-        let q = |p| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(p)
-            }
-        };
-        Latency {
-            count: h.len(),
-            min_us: if h.is_empty() { 0 } else { h.min() },
-            p50_us: q(0.5),
-            p90_us: q(0.9),
-            p99_us: q(0.99),
-            p999_us: q(0.999),
-            max_us: if h.is_empty() { 0 } else { h.max() },
-            mean_us: if h.is_empty() { 0.0 } else { h.mean() },
-        }
-    }
 }
 
 /// One client's latency.

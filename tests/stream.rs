@@ -15,8 +15,6 @@ use chatmon::protocol::{ClientMsg, ServerMsg};
 use chatmon::tui::app::{App, LogSource, LogView};
 use chatmon::tui::render;
 use common::{Chat, Plain, TestServer, WAIT, assert_log_parses};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 
 /// Reads a subscriber's messages until every wanted event line has come,
 /// checking each event line parses; returns the event lines seen.
@@ -325,24 +323,7 @@ fn no_stats_when_the_interval_is_off() {
 }
 
 fn screen(app: &mut App, w: u16, h: u16) -> String {
-    let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-    t.draw(|f| render::draw(f, app)).expect("draw");
-    let buf = t.backend().buffer().clone();
-    let mut s = String::new();
-    for y in 0..buf.area.height {
-        let mut skip = 0;
-        for x in 0..buf.area.width {
-            if skip > 0 {
-                skip -= 1;
-                continue;
-            }
-            let sym = buf[(x, y)].symbol();
-            skip = unicode_width::UnicodeWidthStr::width(sym).saturating_sub(1);
-            s.push_str(sym);
-        }
-        s.push('\n');
-    }
-    s
+    render::to_text(app, w, h)
 }
 
 /// Headless end to end: the real client task, subscribed to a real server,

@@ -618,32 +618,38 @@ fn draw_help(f: &mut Frame, area: Rect) {
     );
 }
 
+/// Draws the app on an off-screen terminal of `width` × `height` and returns
+/// the screen as text, one line per row (wide characters once): for render
+/// tests and text screenshots.
+pub fn to_text(app: &mut App, width: u16, height: u16) -> String {
+    // An off-screen backend cannot fail (its error type is uninhabited).
+    let Ok(mut t) = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height));
+    let Ok(_) = t.draw(|f| draw(f, app));
+    let buf = t.backend().buffer();
+    let mut s = String::new();
+    for y in 0..buf.area.height {
+        let mut skip = 0;
+        for x in 0..buf.area.width {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let sym = buf[(x, y)].symbol();
+            skip = unicode_width::UnicodeWidthStr::width(sym).saturating_sub(1);
+            s.push_str(sym);
+        }
+        s.push('\n');
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::client::ClientEvent;
-    use ratatui::Terminal;
-    use ratatui::backend::TestBackend;
 
     fn screen(app: &mut App, w: u16, h: u16) -> String {
-        let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-        t.draw(|f| draw(f, app)).expect("draw");
-        let buf = t.backend().buffer().clone();
-        let mut s = String::new();
-        for y in 0..buf.area.height {
-            let mut skip = 0;
-            for x in 0..buf.area.width {
-                if skip > 0 {
-                    skip -= 1;
-                    continue;
-                }
-                let sym = buf[(x, y)].symbol();
-                skip = unicode_width::UnicodeWidthStr::width(sym).saturating_sub(1);
-                s.push_str(sym);
-            }
-            s.push('\n');
-        }
-        s
+        to_text(app, w, h)
     }
 
     fn sample_app() -> App {
