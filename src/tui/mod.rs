@@ -40,6 +40,8 @@ pub struct ChatOptions {
 
 /// Ticks for live figures (pending timers, msg/s, reconnect countdown).
 const TICK: Duration = Duration::from_millis(250);
+/// Shortest time between two frames (30 fps).
+const FRAME: Duration = Duration::from_millis(33);
 /// Lines of the log shown at start.
 const TAIL_START_LINES: usize = 200;
 
@@ -149,15 +151,23 @@ async fn run_async(opts: &ChatOptions, log: EventLog, local: &mut Option<Server>
     // Test only (tests/faults_tui.rs): `CHATMON_TEST_PANIC=1` panics right
     // after the first frame, to prove the terminal is restored on a panic.
     let test_panic = std::env::var_os("CHATMON_TEST_PANIC").is_some_and(|v| v == "1");
+    let mut last_draw: Option<Instant> = None;
     loop {
-        if dirty {
+        // At most one frame per FRAME: a burst of network or log events
+        // (a busy room, the server's event stream) costs a frame, not one
+        // per event, so it does not steal the CPU the rest of the machine
+        // (the server, other TUIs, our own socket task) needs.
+        let wait = last_draw.map_or(Duration::ZERO, |t| FRAME.saturating_sub(t.elapsed()));
+        if dirty && wait.is_zero() {
             terminal.draw(|f| render::draw(f, &mut app))?;
             dirty = false;
+            last_draw = Some(Instant::now());
             if test_panic {
                 panic!("CHATMON_TEST_PANIC=1: panicking on purpose after the first frame");
             }
         }
         tokio::select! {
+            _ = tokio::time::sleep(wait), if dirty => {},
             ev = events.next() => match ev {
                 Some(Ok(ev)) => {
                     if let Some(action) = app.on_event(&ev) {
