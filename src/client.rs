@@ -502,6 +502,9 @@ impl Task {
         // Stamp right before the write: the round trip starts when the bytes
         // go to the socket, not when the user pressed Enter.
         let at = Instant::now();
+        // The log line carries the same moment, so that it sorts before the
+        // server's `Message Received` for it.
+        let wall = eventlog::now();
         if let Err(e) = wr.write_all(line.as_bytes()).await {
             // Not written: keep it for the next connection.
             self.queued.push_front((id, text));
@@ -509,9 +512,10 @@ impl Task {
             return Err(format!("connection lost: {e}"));
         }
         self.rtt.sent(id, at);
-        self.log.log(
+        self.log.log_args(
             EventKind::MessageSent,
-            &format!("{} -> server {} #{id}: {text}", self.name, self.peer()),
+            wall,
+            format_args!("{} -> server {} #{id}: {text}", self.name, self.peer()),
         );
         self.emit(ClientEvent::Sent { id });
         Ok(())

@@ -9,6 +9,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Sparkline};
 use unicode_width::UnicodeWidthChar;
 
+use crate::eventlog;
+
 use super::app::{App, ConnState, Entry, Focus, Level, LogSource, LogView, MsgStatus, sanitize};
 
 /// Below this width the panes stack instead of standing side by side.
@@ -517,6 +519,34 @@ fn kind_color(line: &str) -> Color {
     }
 }
 
+/// One log line for the panel: `HH:MM:SS.mmm Kind: message`. The date and
+/// the last digits of the time are dropped to fit a side panel (the file
+/// keeps the full line); a line that is not an event line is shown as it is.
+fn log_spans(mark: &str, line: &str) -> Vec<Span<'static>> {
+    let mark = Span::styled(mark.to_string(), Style::new().fg(Color::DarkGray));
+    let Ok(e) = eventlog::parse_line(line) else {
+        return vec![mark, Span::raw(sanitize(line).into_owned())];
+    };
+    let time = eventlog::format_time(e.time);
+    let color = kind_color(line);
+    vec![
+        mark,
+        Span::styled(
+            format!("{} ", time.get(11..23).unwrap_or(&time)),
+            Style::new().fg(Color::DarkGray),
+        ),
+        Span::styled(
+            format!("{}: ", sanitize(e.kind)),
+            Style::new().fg(color).bold(),
+        ),
+        // Escaped as in the file, then made safe to draw.
+        Span::styled(
+            sanitize(&eventlog::escape(&e.message)).into_owned(),
+            Style::new().fg(color),
+        ),
+    ]
+}
+
 fn draw_log(f: &mut Frame, app: &mut App, area: Rect) {
     let focused = app.focus == Focus::Live;
     let mut title = format!(" Log · {} · {} (F2) ", app.tail_path, app.log_view.label());
@@ -547,15 +577,7 @@ fn draw_log(f: &mut Frame, app: &mut App, area: Rect) {
             (LogView::Both, LogSource::File) => " ",
             _ => "",
         };
-        let text = sanitize(&l.text);
-        let mut ls = wrap(
-            vec![
-                Span::styled(mark.to_string(), Style::new().fg(Color::DarkGray)),
-                Span::styled(text.into_owned(), Style::new().fg(kind_color(&l.text))),
-            ],
-            width,
-            3,
-        );
+        let mut ls = wrap(log_spans(mark, &l.text), width, 3);
         ls.reverse();
         body.extend(ls);
         if body.len() >= need {
@@ -704,7 +726,10 @@ mod tests {
         assert!(s.contains("Round-trip latency"), "{s}");
         assert!(s.contains("p50 0.213ms"), "{s}");
         assert!(s.contains("Recent messages"), "{s}");
-        assert!(s.contains("Connection: 2026-11-25 10:00:00"), "{s}");
+        assert!(
+            s.contains("10:00:00.000 Connection: server: 127.0.0.1:5000"),
+            "{s}"
+        );
         assert!(!s.contains('\u{1b}'));
         // Side by side: the chat and the latency panel share a row.
         let row = s.lines().find(|l| l.contains("Chat")).expect("chat row");
