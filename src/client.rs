@@ -31,6 +31,9 @@ pub struct ClientConfig {
     pub max_line: usize,
     /// Messages typed while disconnected that are kept for sending later.
     pub max_queued: usize,
+    /// A `ping` goes out this often, so that a user who only reads is not
+    /// closed by the server's `--idle-timeout` (which must be longer).
+    pub ping_every: Duration,
 }
 
 impl ClientConfig {
@@ -44,6 +47,7 @@ impl ClientConfig {
             // Relayed lines carry JSON overhead on top of the server's limit.
             max_line: protocol::DEFAULT_MAX_LINE * 2 + 1024,
             max_queued: 1000,
+            ping_every: Duration::from_secs(25),
         }
     }
 }
@@ -368,6 +372,9 @@ impl Task {
         let mut welcomed = false;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = self.config.ping_every.max(Duration::from_millis(100));
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 r = rd.read(&mut buf) => {
@@ -465,6 +472,11 @@ impl Task {
                 _ = tick.tick() => {
                     for id in self.rtt.expire(Instant::now(), self.config.reply_timeout) {
                         self.emit(ClientEvent::TimedOut { id });
+                    }
+                }
+                _ = ping.tick(), if welcomed => {
+                    if let Err(e) = write_msg(&mut wr, &ClientMsg::Ping).await {
+                        return self.lost(&e);
                     }
                 }
             }

@@ -51,6 +51,9 @@ pub enum ClientMsg {
     Nick { name: String },
     /// Start or stop receiving the server's event stream.
     Subscribe { on: bool },
+    /// Nothing to do: keeps a quiet but present client (someone who only
+    /// reads) from being closed by the server's idle timeout.
+    Ping,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -401,7 +404,7 @@ impl LineFramer {
                 }
                 None => {
                     // Allow one extra byte for a possible \r before the \n.
-                    if self.buf.len() + data.len() > self.max_line + 1 {
+                    if self.buf.len() + data.len() > self.max_line.saturating_add(1) {
                         self.discarding = Some(self.buf.len() + data.len());
                         self.discard_cr = data.last() == Some(&b'\r');
                         self.buf = Vec::new();
@@ -417,6 +420,11 @@ impl LineFramer {
     /// Bytes waiting for their newline.
     pub fn pending(&self) -> usize {
         self.buf.len() + self.discarding.unwrap_or(0)
+    }
+
+    /// The bytes of the line waiting for its newline.
+    pub fn pending_bytes(&self) -> &[u8] {
+        &self.buf
     }
 
     /// Whether an oversized line is being skipped.

@@ -199,18 +199,18 @@ impl Outbox {
     }
 
     /// Queues a chat line; `false` if the outbox is full (client too slow).
-    fn push(&self, line: Arc<str>) -> bool {
+    fn push(&self, line: Arc<str>) -> Push {
         let mut g = self.lock();
         if g.closed {
-            return true;
+            return Push::Closed;
         }
         if g.lines.len() >= self.cap {
-            return false;
+            return Push::Full;
         }
         g.lines.push_back(line);
         drop(g);
         self.cv.notify_one();
-        true
+        Push::Queued
     }
 
     /// Queues an event line, dropping the oldest when full. Returns whether
@@ -233,14 +233,16 @@ impl Outbox {
     }
 
     /// Queues a last line (even past the cap) and closes the outbox.
-    fn close_with(&self, last: Option<Arc<str>>) {
+    /// Returns whether it was open.
+    fn close_with(&self, last: Option<Arc<str>>) -> bool {
         let mut g = self.lock();
         if let Some(l) = last {
             g.lines.push_back(l);
         }
-        g.closed = true;
+        let was_open = !std::mem::replace(&mut g.closed, true);
         drop(g);
         self.cv.notify_all();
+        was_open
     }
 
     /// Waits for lines and moves them into `out` as one batch of bytes.
@@ -268,6 +270,16 @@ impl Outbox {
         }
         true
     }
+}
+
+/// What became of a line offered to an [`Outbox`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Push {
+    Queued,
+    /// The client is too slow: its outbox is full.
+    Full,
+    /// The client is leaving; the line is discarded.
+    Closed,
 }
 
 /// One connection, shared by its reader thread, its writer thread and the hub.
@@ -312,6 +324,8 @@ struct Member {
     name: String,
     conn: Arc<Conn>,
     outbox: Arc<Outbox>,
+    /// Its join was announced; only then does the room hear it leave.
+    announced: bool,
 }
 
 /// Everyone connected, and the chat room.
@@ -477,12 +491,16 @@ impl Server {
                 let line = protocol::encode(&ServerMsg::Shutdown {
                     message: notice.into(),
                 });
-                ob.close_with(Some(line.into()));
+                let _ = ob.close_with(Some(line.into()));
             } else {
                 // Plain sessions: a short timeout, so one stuck peer cannot
-                // hold up the others' goodbye.
+                // hold up the others' goodbye; and no goodbye at all if its
+                // thread is already blocked writing to a peer that stopped
+                // reading (the close below wakes that write at once).
                 let _ = c.stream.set_write_timeout(Some(Duration::from_millis(200)));
-                let _ = c.write_line(b"Server is stopping. Goodbye.\n");
+                if let Ok(_g) = c.write_lock.try_lock() {
+                    let _ = (&c.stream).write_all(b"Server is stopping. Goodbye.\n");
+                }
                 c.close("server stopping");
             }
         }
@@ -596,10 +614,12 @@ impl Shared {
                 if !to(*id) {
                     continue;
                 }
-                if m.outbox.push(line.clone()) {
-                    n += 1;
-                } else {
-                    slow.push(m.conn.clone());
+                match m.outbox.push(line.clone()) {
+                    Push::Queued => n += 1,
+                    // Closing the outbox makes later relays skip this
+                    // client, so it is evicted (and counted) once.
+                    Push::Full if m.outbox.close_with(None) => slow.push(m.conn.clone()),
+                    Push::Full | Push::Closed => {}
                 }
             }
         }
@@ -763,7 +783,7 @@ impl Drop for SessionGuard {
             None => self.conn.peer.to_string(),
         };
         if let Some(m) = &member {
-            m.outbox.close_with(None);
+            let _ = m.outbox.close_with(None);
         }
         let _ = self.conn.stream.shutdown(Shutdown::Both);
         sh.log.log(
@@ -771,6 +791,7 @@ impl Drop for SessionGuard {
             &format!("server: {who} disconnected ({reason})"),
         );
         if let Some(m) = member
+            && m.announced
             && !sh.stopping.load(Ordering::SeqCst)
         {
             let users = sh.hub.member_count.load(Ordering::Relaxed);
@@ -840,7 +861,10 @@ impl Session {
         // timeout then holds the rest of the idle time, not all of it.
         let mut armed_rest = false;
         loop {
-            let waiting_partial = framer.pending() > 0 && !framer.is_discarding();
+            // The seed's no-newline messages exist only in plain mode; a chat
+            // line split across TCP segments must wait for its newline.
+            let waiting_partial =
+                framer.pending() > 0 && !framer.is_discarding() && self.flushes_partial(&framer);
             // An overlong line whose bytes stopped coming: warn about it.
             let long_pause = framer.is_discarding() && !self.warned_long;
             let want = if waiting_partial || long_pause {
@@ -934,6 +958,18 @@ impl Session {
             {
                 return;
             }
+        }
+    }
+
+    /// Whether an unterminated line counts as a message after a pause: in
+    /// plain sessions, and before the first line unless it starts like a
+    /// hello (a chat client's hello split across segments must not become a
+    /// plain message).
+    fn flushes_partial(&self, framer: &LineFramer) -> bool {
+        match self.mode {
+            Mode::Plain => true,
+            Mode::Chat { .. } => false,
+            Mode::New => !framer.pending_bytes().trim_ascii_start().starts_with(b"{"),
         }
     }
 
@@ -1185,6 +1221,7 @@ impl Session {
                     name: name.clone(),
                     conn: self.conn.clone(),
                     outbox: outbox.clone(),
+                    announced: false,
                 },
             );
             let mut users: Vec<String> = members.values().map(|m| m.name.clone()).collect();
@@ -1241,6 +1278,9 @@ impl Session {
             .into(),
             |id| before.contains(&id),
         );
+        if let Some(m) = self.sh.members_mut().get_mut(&self.conn.id) {
+            m.announced = true;
+        }
         true
     }
 
@@ -1299,6 +1339,7 @@ impl Session {
                 }
                 true
             }
+            ClientMsg::Ping => true,
             ClientMsg::Hello { .. } => {
                 self.sh
                     .error_as(ErrorKind::Malformed, &self.who, "second hello refused");
@@ -1338,12 +1379,15 @@ impl Session {
             eventlog::now(),
             format_args!("server -> {} #{id}: {reply_text}", self.who),
         );
-        let line = protocol::encode(&ServerMsg::Chat {
-            from: name.clone(),
-            text,
-            ts: eventlog::format_time(now),
-        });
-        self.sh.relay(line.into(), Some(self.conn.id));
+        // Alone in the room: no relay line to build.
+        if self.sh.hub.member_count.load(Ordering::Relaxed) > 1 {
+            let line = protocol::encode(&ServerMsg::Chat {
+                from: name.clone(),
+                text,
+                ts: eventlog::format_time(now),
+            });
+            self.sh.relay(line.into(), Some(self.conn.id));
+        }
         true
     }
 
@@ -1423,19 +1467,20 @@ fn write_failure(e: &io::Error) -> String {
 /// [`protocol::name_key`], so that `Alice` or a Cyrillic `аlice` cannot pass
 /// for `alice`).
 fn unique_name(members: &HashMap<u64, Member>, wanted: &str, me: Option<u64>) -> String {
-    let taken = |n: &str| {
-        let key = protocol::name_key(n);
-        members
-            .iter()
-            .any(|(id, m)| Some(*id) != me && protocol::name_key(&m.name) == key)
-    };
-    if !taken(wanted) {
+    // One pass to collect the keys, then cheap probes: this runs under the
+    // room's write lock, so it must not be quadratic in the room's size.
+    let taken: std::collections::HashSet<String> = members
+        .iter()
+        .filter(|(id, _)| Some(**id) != me)
+        .map(|(_, m)| protocol::name_key(&m.name))
+        .collect();
+    if !taken.contains(&protocol::name_key(wanted)) {
         return wanted.to_string();
     }
     let base: String = wanted.chars().take(protocol::MAX_NAME_LEN - 6).collect();
     (2..)
         .map(|i| format!("{base}-{i}"))
-        .find(|n| !taken(n))
+        .find(|n| !taken.contains(&protocol::name_key(n)))
         .unwrap_or_else(|| base.clone())
 }
 
@@ -1559,9 +1604,9 @@ mod tests {
     #[test]
     fn outbox_evicts_chat_but_drops_events() {
         let ob = Outbox::new(2, 2);
-        assert!(ob.push("a\n".into()));
-        assert!(ob.push("b\n".into()));
-        assert!(!ob.push("c\n".into()));
+        assert_eq!(ob.push("a\n".into()), Push::Queued);
+        assert_eq!(ob.push("b\n".into()), Push::Queued);
+        assert_eq!(ob.push("c\n".into()), Push::Full);
         assert!(!ob.push_event("e1\n".into()));
         assert!(!ob.push_event("e2\n".into()));
         assert!(ob.push_event("e3\n".into()));
@@ -1570,7 +1615,9 @@ mod tests {
         let s = String::from_utf8(out).expect("utf8");
         assert!(s.starts_with("{\"type\":\"dropped\",\"count\":1}\n"), "{s}");
         assert!(s.ends_with("e2\ne3\na\nb\n"), "{s}");
-        ob.close_with(None);
+        assert!(ob.close_with(None));
+        assert!(!ob.close_with(None), "closing twice reports it was closed");
+        assert_eq!(ob.push("late\n".into()), Push::Closed);
         let mut out = Vec::new();
         assert!(!ob.take(&mut out));
     }

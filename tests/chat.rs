@@ -156,3 +156,75 @@ fn malformed_chat_lines_get_errors_and_the_session_goes_on() {
         }
     );
 }
+
+#[test]
+fn a_chat_line_split_across_pauses_is_one_message() {
+    // Longer than the plain mode's 20 ms partial-line delay: on a real
+    // network a long line arrives in pieces, and chat lines wait for their
+    // newline.
+    let ts = TestServer::start();
+    let hello = chatmon::protocol::encode(&ClientMsg::Hello {
+        v: chatmon::protocol::PROTOCOL_VERSION,
+        name: "split".into(),
+        token: None,
+        subscribe: false,
+    });
+    let mut c = Plain::new(ts.addr);
+    let (a, b) = hello.split_at(10);
+    c.send(a.as_bytes());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    c.send(b.as_bytes());
+    let welcome: ServerMsg = chatmon::protocol::decode(c.line().as_bytes()).expect("welcome");
+    assert!(matches!(welcome, ServerMsg::Welcome { .. }), "{welcome:?}");
+    let line = chatmon::protocol::encode(&ClientMsg::Msg {
+        id: 1,
+        text: "x".repeat(2000),
+    });
+    let (a, b) = line.split_at(1000);
+    c.send(a.as_bytes());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    c.send(b.as_bytes());
+    let reply: ServerMsg = chatmon::protocol::decode(c.line().as_bytes()).expect("reply");
+    assert_eq!(
+        reply,
+        ServerMsg::Reply {
+            id: 1,
+            text: format!("Server received: {}", "x".repeat(2000))
+        }
+    );
+}
+
+#[test]
+fn a_client_that_only_reads_is_not_closed_as_idle() {
+    use chatmon::client::{self, ClientConfig, ClientEvent};
+    use std::time::{Duration, Instant};
+    let ts = TestServer::with(|c| c.idle_timeout = Some(Duration::from_millis(600)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut cfg = ClientConfig::new(ts.addr.to_string(), "reader");
+        cfg.ping_every = Duration::from_millis(150);
+        let (handle, mut events) = client::spawn(cfg, chatmon::eventlog::EventLog::null());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut connected = 0;
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(100), events.recv()).await {
+                Ok(Some(ClientEvent::Connected { .. })) => connected += 1,
+                Ok(Some(ClientEvent::Disconnected { reason, .. })) => {
+                    panic!("disconnected while only reading: {reason}")
+                }
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => break,
+            }
+        }
+        assert_eq!(connected, 1);
+        handle.command(client::Command::Quit);
+    });
+    assert!(
+        !ts.log_lines().iter().any(|l| l.contains("idle for")),
+        "{:#?}",
+        ts.log_lines()
+    );
+}

@@ -37,6 +37,7 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         (any::<u64>(), text()).prop_map(|(id, text)| ClientMsg::Msg { id, text }),
         text().prop_map(|name| ClientMsg::Nick { name }),
         any::<bool>().prop_map(|on| ClientMsg::Subscribe { on }),
+        Just(ClientMsg::Ping),
     ]
 }
 

@@ -221,3 +221,28 @@ fn shutdown_tells_clients_and_ends_the_log() {
     let lines = ts.log_lines();
     assert!(lines.last().expect("lines").starts_with("Server Stop: "));
 }
+
+#[test]
+fn shutdown_is_not_held_up_by_a_peer_that_stopped_reading() {
+    let mut ts = TestServer::start();
+    let mut w = connect(ts.addr);
+    w.set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    // Send until our own writes block: by then the server's socket buffers
+    // are full and its session thread is stuck writing a reply we never read.
+    let line = format!("{}\n", "z".repeat(1000));
+    let mut sent = 0usize;
+    while sent < 200_000 && w.write_all(line.as_bytes()).is_ok() {
+        sent += 1;
+    }
+    let started = std::time::Instant::now();
+    ts.stop();
+    // The session's write timeout is 10 s; the goodbye must not wait for it.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let lines = ts.log_lines();
+    assert!(lines.last().expect("lines").starts_with("Server Stop: "));
+}
