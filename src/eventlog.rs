@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{Datelike, Local, NaiveDate, NaiveDateTime, TimeZone, Timelike};
 
@@ -186,21 +186,38 @@ fn push_time(s: &mut String, t: NaiveDateTime) {
 /// high message rates. Offsets change (DST) only on whole minutes, so the
 /// cache is refreshed at each minute boundary and is never stale.
 pub fn now() -> NaiveDateTime {
-    use std::sync::atomic::{AtomicI32, AtomicI64};
-    // `VALID_UNTIL` is the first UTC second (since the epoch) for which the
-    // cached offset must be looked up again; 0 means never looked up.
-    static VALID_UNTIL: AtomicI64 = AtomicI64::new(0);
-    static OFFSET_SECS: AtomicI32 = AtomicI32::new(0);
+    use std::sync::atomic::AtomicU64;
+    // One word holds both halves of the cache, so that no reader can pair the
+    // validity of one lookup with the offset of another (two atomics could,
+    // around a DST change): the high 32 bits are the first minute (since the
+    // epoch, UTC) for which the offset must be looked up again, 0 meaning
+    // never looked up; the low 32 bits are the offset in seconds.
+    static CACHE: AtomicU64 = AtomicU64::new(0);
     let utc = chrono::Utc::now();
-    let secs = utc.timestamp();
-    let offset = if secs < VALID_UNTIL.load(Ordering::Acquire) {
-        OFFSET_SECS.load(Ordering::Relaxed)
+    let minute = utc.timestamp().div_euclid(60);
+    // Minutes outside u32 (before 1970, after the year 10000) are not cached:
+    // they cannot be packed, and no real clock shows them.
+    let cacheable = (0..i64::from(u32::MAX)).contains(&minute);
+    let packed = CACHE.load(Ordering::Acquire);
+    let offset = if cacheable && minute < (packed >> 32) as i64 {
+        packed as u32 as i32
     } else {
         let off = Local
             .offset_from_utc_datetime(&utc.naive_utc())
             .local_minus_utc();
-        OFFSET_SECS.store(off, Ordering::Relaxed);
-        VALID_UNTIL.store(secs - secs.rem_euclid(60) + 60, Ordering::Release);
+        if cacheable {
+            let valid_until = (minute + 1) as u64;
+            let new = (valid_until << 32) | u64::from(off as u32);
+            // Only ever move forward: a thread that looked up an older minute
+            // and stores late must not replace a newer offset with its own.
+            let mut cur = packed;
+            while cur >> 32 < valid_until {
+                match CACHE.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => break,
+                    Err(actual) => cur = actual,
+                }
+            }
+        }
         off
     };
     utc.naive_utc() + chrono::TimeDelta::seconds(i64::from(offset))
@@ -465,6 +482,18 @@ enum Cmd {
     Flush(mpsc::SyncSender<()>),
 }
 
+/// Counts shared by the handles and the writer, read by
+/// [`EventLog::unwritten`].
+#[derive(Default)]
+struct Counters {
+    /// Lines the writer holds because the sink fails, plus lines it had to
+    /// drop; 0 while writing works.
+    unwritten: AtomicUsize,
+    /// Lines sent to the writer and not yet taken off the channel: a writer
+    /// that is behind must not make the log look more complete than it is.
+    queued: AtomicUsize,
+}
+
 /// Handle to the log writer. Cheap to clone; every clone feeds the same
 /// writer thread, which stops when the last handle is dropped, after writing
 /// everything sent to it. Call [`EventLog::flush`] before the process exits.
@@ -473,9 +502,7 @@ pub struct EventLog {
     tx: mpsc::Sender<Cmd>,
     path: Option<Arc<PathBuf>>,
     tap: Option<Tap>,
-    /// Lines the writer holds because the sink fails, plus lines it had to
-    /// drop; 0 while writing works. Read by [`EventLog::unwritten`].
-    unwritten: Arc<AtomicUsize>,
+    counters: Arc<Counters>,
 }
 
 impl EventLog {
@@ -498,17 +525,23 @@ impl EventLog {
 
     /// Starts a writer over any sink.
     pub fn with_sink<S: LogSink>(sink: S) -> io::Result<EventLog> {
+        EventLog::with_sink_holding(sink, MAX_HELD)
+    }
+
+    /// [`EventLog::with_sink`] with a given hold limit (tests use a small
+    /// one, to reach it without 64 MiB of lines).
+    fn with_sink_holding<S: LogSink>(sink: S, max_held: usize) -> io::Result<EventLog> {
         let (tx, rx) = mpsc::channel();
-        let unwritten = Arc::new(AtomicUsize::new(0));
-        let u = unwritten.clone();
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
         thread::Builder::new()
             .name("chatmon-log".into())
-            .spawn(move || writer_loop(sink, rx, &u))?;
+            .spawn(move || Writer::new(sink, max_held, &c).run(rx))?;
         Ok(EventLog {
             tx,
             path: None,
             tap: None,
-            unwritten,
+            counters,
         })
     }
 
@@ -522,16 +555,21 @@ impl EventLog {
                 tx,
                 path: None,
                 tap: None,
-                unwritten: Arc::default(),
+                counters: Arc::default(),
             }
         })
     }
 
-    /// Lines logged but not written, as of the writer's last attempt: held
-    /// while the sink fails, or dropped past [`MAX_HELD`]. Check after
+    /// Lines logged but not written: held while the sink fails, dropped past
+    /// [`MAX_HELD`], or still queued for the writer. Check after
     /// [`EventLog::flush`] at exit, to say that the log is incomplete.
     pub fn unwritten(&self) -> usize {
-        self.unwritten.load(Ordering::SeqCst)
+        let c = &self.counters;
+        // The writer raises `unwritten` before it lowers `queued`, so a line
+        // moving from one to the other may be counted twice for a moment but
+        // is never missed.
+        let queued = c.queued.load(Ordering::SeqCst);
+        c.unwritten.load(Ordering::SeqCst).saturating_add(queued)
     }
 
     /// The file this log appends to, if it is a file.
@@ -563,9 +601,13 @@ impl EventLog {
         if let Some(tap) = &self.tap {
             tap(&line);
         }
+        // Counted before the send, so that the writer, which subtracts what
+        // it takes, never sees the count go below zero.
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
         // The writer only goes away at close; a line logged after that has
         // nowhere to go, and saying so on stderr is all that is left.
         if let Err(mpsc::SendError(Cmd::Line(l))) = self.tx.send(Cmd::Line(line)) {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
             crate::sys::warn(format_args!(
                 "chatmon: log closed, event not written: {}",
                 l.trim_end()
@@ -596,56 +638,94 @@ const MAX_BATCH: usize = 64 * 1024;
 /// held ones stay a gapless prefix of what was logged.
 pub const MAX_HELD: usize = 64 * 1024 * 1024;
 
-fn writer_loop<S: LogSink>(mut sink: S, rx: mpsc::Receiver<Cmd>, unwritten: &AtomicUsize) {
-    let mut buf: Vec<u8> = Vec::with_capacity(MAX_BATCH);
-    let mut failing: Option<(String, usize)> = None;
-    let mut dropped = 0usize;
-    let mut waiters: Vec<mpsc::SyncSender<()>> = Vec::new();
-    loop {
-        // While the sink fails, wake up regularly to retry.
-        let first = if buf.is_empty() {
-            match rx.recv() {
-                Ok(c) => Some(c),
-                Err(_) => break,
-            }
-        } else {
-            match rx.recv_timeout(Duration::from_millis(250)) {
-                Ok(c) => Some(c),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
+/// How often a failing sink is tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(250);
+
+/// While the sink fails, how many commands the writer takes between two
+/// looks at the clock, so that a flood of lines cannot postpone the retry.
+const DRAIN_CHECK: usize = 4096;
+
+/// The sink failed; lines are held until it works again.
+struct Failure {
+    error: String,
+    /// Lines held since the failure began (only grows), for the report
+    /// written when the sink works again.
+    held: usize,
+    retry_at: Instant,
+}
+
+/// The writer thread's state.
+struct Writer<'a, S> {
+    sink: S,
+    buf: Vec<u8>,
+    /// Lines in `buf`, kept up to date as lines come and go: counting them in
+    /// a buffer of up to [`MAX_HELD`] bytes on every line is what made a
+    /// writer with a failing sink fall behind for good.
+    buf_lines: usize,
+    max_held: usize,
+    failing: Option<Failure>,
+    /// Lines dropped past `max_held` since the failure began.
+    dropped: usize,
+    waiters: Vec<mpsc::SyncSender<()>>,
+    counters: &'a Counters,
+}
+
+impl<'a, S: LogSink> Writer<'a, S> {
+    fn new(sink: S, max_held: usize, counters: &'a Counters) -> Self {
+        Writer {
+            sink,
+            buf: Vec::with_capacity(MAX_BATCH),
+            buf_lines: 0,
+            max_held,
+            failing: None,
+            dropped: 0,
+            waiters: Vec::new(),
+            counters,
+        }
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Cmd>) {
+        loop {
+            let Some(retry_at) = self.failing.as_ref().map(|f| f.retry_at) else {
+                // Writing works, so `buf` is empty: everything taken so far
+                // was written.
+                match rx.recv() {
+                    Ok(first) => self.write_batch(first, &rx),
+                    Err(_) => return,
+                }
+                continue;
+            };
+            // While the sink fails, take every line as it comes (cheap: an
+            // append or a count) and try the sink only on the timer, never
+            // once per line.
+            let wait = retry_at.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(first) => self.take_while_failing(first, &rx, retry_at),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // Last chance: try for a few seconds, then say what is lost.
-                    for _ in 0..20 {
-                        let (n, r) = sink.append_some(&buf);
-                        buf.drain(..n);
-                        if r.is_ok() {
-                            unwritten.store(dropped, Ordering::SeqCst);
-                            return;
-                        }
-                        thread::sleep(Duration::from_millis(250));
-                    }
-                    crate::sys::warn(format_args!(
-                        "chatmon: could not write {} bytes of log at exit",
-                        buf.len()
-                    ));
+                    self.last_chance();
                     return;
                 }
             }
-        };
-        let mut next = first;
+            if Instant::now() >= retry_at {
+                self.retry();
+            }
+        }
+    }
+
+    /// Takes lines while writing works, up to a batch, and writes them.
+    fn write_batch(&mut self, first: Cmd, rx: &mpsc::Receiver<Cmd>) {
+        let mut taken = 0;
+        let mut next = Some(first);
         while let Some(cmd) = next {
             match cmd {
-                Cmd::Line(l) if failing.is_some() && buf.len() + l.len() > MAX_HELD => {
-                    if dropped == 0 {
-                        crate::sys::warn(format_args!(
-                            "chatmon: the log cannot be written and {MAX_HELD} bytes are held; dropping new lines until it can"
-                        ));
-                    }
-                    dropped += 1;
+                Cmd::Line(l) => {
+                    self.push(&l);
+                    taken += 1;
                 }
-                Cmd::Line(l) => buf.extend_from_slice(l.as_bytes()),
-                Cmd::Flush(w) => waiters.push(w),
+                Cmd::Flush(w) => self.waiters.push(w),
             }
-            if buf.len() >= MAX_BATCH {
+            if self.buf.len() >= MAX_BATCH {
                 break;
             }
             next = rx.try_recv().ok();
@@ -655,66 +735,177 @@ fn writer_loop<S: LogSink>(mut sink: S, rx: mpsc::Receiver<Cmd>, unwritten: &Ato
         // finds the writer parked in `recv` must wake it, a futex call and a
         // context switch per line (a third of the server's CPU per message in
         // a profile of one busy plain client); while the writer sleeps here, a
-        // send is only a push. Skipped for flushes and while the sink fails.
-        if failing.is_none() && waiters.is_empty() && !buf.is_empty() && buf.len() < MAX_BATCH {
+        // send is only a push. Skipped for flushes.
+        if self.waiters.is_empty() && !self.buf.is_empty() && self.buf.len() < MAX_BATCH {
             thread::sleep(WRITE_LINGER);
-            while buf.len() < MAX_BATCH {
+            while self.buf.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(Cmd::Line(l)) => buf.extend_from_slice(l.as_bytes()),
-                    Ok(Cmd::Flush(w)) => waiters.push(w),
+                    Ok(Cmd::Line(l)) => {
+                        self.push(&l);
+                        taken += 1;
+                    }
+                    Ok(Cmd::Flush(w)) => self.waiters.push(w),
                     Err(_) => break,
                 }
             }
         }
-        if buf.is_empty() {
-            for w in waiters.drain(..) {
-                let _ = w.try_send(());
-            }
-            continue;
-        }
-        let (written, result) = sink.append_some(&buf);
-        buf.drain(..written);
-        match result {
-            Ok(()) => {
-                if let Some((err, lines)) = failing.take() {
-                    crate::sys::warn(format_args!("chatmon: log writing works again"));
-                    let mut msg = format!(
-                        "log writing failed ({err}); {lines} lines were held back and are now written"
-                    );
-                    if dropped > 0 {
-                        use fmt::Write as _;
-                        let _ = write!(
-                            msg,
-                            "; {dropped} lines past the {MAX_HELD}-byte hold were lost"
-                        );
-                    }
-                    dropped = 0;
-                    let line = format_line(&EventKind::Error, now(), &msg);
-                    let _ = sink.append(line.as_bytes());
-                }
-                unwritten.store(0, Ordering::SeqCst);
-                for w in waiters.drain(..) {
-                    let _ = w.try_send(());
-                }
-            }
-            Err(e) => {
-                let lines = buf.iter().filter(|&&b| b == b'\n').count();
-                if failing.is_none() {
+        self.counters.queued.fetch_sub(taken, Ordering::SeqCst);
+        if !self.buf.is_empty() {
+            let (written, result) = self.sink.append_some(&self.buf);
+            match result {
+                Ok(()) => self.clear(),
+                Err(e) => {
+                    self.consume(written);
                     crate::sys::warn(format_args!(
                         "chatmon: cannot write the log: {e}; holding lines in memory and retrying"
                     ));
-                }
-                // Lines from the first failure on: the count only grows.
-                let held = failing.as_ref().map_or(0, |f| f.1).max(lines);
-                failing = Some((e.to_string(), held));
-                unwritten.store(lines + dropped, Ordering::SeqCst);
-                // Flush waiters are released anyway: they must not hang on a
-                // broken disk, and the lines stay queued.
-                for w in waiters.drain(..) {
-                    let _ = w.try_send(());
+                    self.failing = Some(Failure {
+                        error: e.to_string(),
+                        held: self.buf_lines,
+                        retry_at: Instant::now() + RETRY_EVERY,
+                    });
+                    self.publish();
                 }
             }
         }
+        // Released after the write, or on failure anyway: waiters must not
+        // hang on a broken disk, and the lines stay held.
+        for w in self.waiters.drain(..) {
+            let _ = w.try_send(());
+        }
+    }
+
+    /// Takes everything queued while the sink fails: lines are held up to
+    /// the limit and counted as dropped past it; flushes are answered at
+    /// once, since every line sent before them has now been taken.
+    fn take_while_failing(&mut self, first: Cmd, rx: &mpsc::Receiver<Cmd>, retry_at: Instant) {
+        let mut taken = 0;
+        let mut seen = 0;
+        let mut next = Some(first);
+        while let Some(cmd) = next {
+            match cmd {
+                Cmd::Line(l) => {
+                    taken += 1;
+                    if self.buf.len() + l.len() > self.max_held {
+                        if self.dropped == 0 {
+                            crate::sys::warn(format_args!(
+                                "chatmon: the log cannot be written and {} bytes are held; dropping new lines until it can",
+                                self.max_held
+                            ));
+                        }
+                        self.dropped += 1;
+                    } else {
+                        self.push(&l);
+                        if let Some(f) = self.failing.as_mut() {
+                            f.held += 1;
+                        }
+                    }
+                }
+                Cmd::Flush(w) => {
+                    // Counts first, so that a flushing thread reads them exact.
+                    self.publish();
+                    self.counters.queued.fetch_sub(taken, Ordering::SeqCst);
+                    taken = 0;
+                    let _ = w.try_send(());
+                }
+            }
+            seen += 1;
+            if seen % DRAIN_CHECK == 0 && Instant::now() >= retry_at {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        self.publish();
+        self.counters.queued.fetch_sub(taken, Ordering::SeqCst);
+    }
+
+    /// Tries the failing sink again.
+    fn retry(&mut self) {
+        let (written, result) = self.sink.append_some(&self.buf);
+        match result {
+            Ok(()) => {
+                self.clear();
+                // A hold of up to MAX_HELD bytes is not kept once written.
+                self.buf.shrink_to(MAX_BATCH);
+                if let Some(f) = self.failing.take() {
+                    crate::sys::warn(format_args!("chatmon: log writing works again"));
+                    let mut msg = format!(
+                        "log writing failed ({}); {} lines were held back and are now written",
+                        f.error, f.held
+                    );
+                    if self.dropped > 0 {
+                        use fmt::Write as _;
+                        let _ = write!(
+                            msg,
+                            "; {} lines past the {}-byte hold were lost",
+                            self.dropped, self.max_held
+                        );
+                    }
+                    self.dropped = 0;
+                    let line = format_line(&EventKind::Error, now(), &msg);
+                    let _ = self.sink.append(line.as_bytes());
+                }
+                self.publish();
+            }
+            Err(e) => {
+                self.consume(written);
+                if let Some(f) = self.failing.as_mut() {
+                    f.error = e.to_string();
+                    f.retry_at = Instant::now() + RETRY_EVERY;
+                }
+                self.publish();
+            }
+        }
+    }
+
+    /// All senders are gone and the sink fails: try for a few seconds, then
+    /// say what is lost.
+    fn last_chance(&mut self) {
+        for _ in 0..20 {
+            let (written, result) = self.sink.append_some(&self.buf);
+            if result.is_ok() {
+                self.clear();
+                self.publish();
+                return;
+            }
+            self.consume(written);
+            self.publish();
+            thread::sleep(RETRY_EVERY);
+        }
+        crate::sys::warn(format_args!(
+            "chatmon: could not write {} bytes of log at exit",
+            self.buf.len()
+        ));
+    }
+
+    fn push(&mut self, line: &str) {
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf_lines += 1;
+    }
+
+    /// Forgets the first `written` bytes of `buf`, which reached the sink.
+    /// Counting their newlines costs as much as writing them did, once.
+    fn consume(&mut self, written: usize) {
+        let done = self.buf[..written].iter().filter(|&&b| b == b'\n').count();
+        self.buf_lines = self.buf_lines.saturating_sub(done);
+        self.buf.drain(..written);
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.buf_lines = 0;
+    }
+
+    /// Makes the held and dropped counts visible to [`EventLog::unwritten`].
+    fn publish(&self) {
+        let n = if self.failing.is_some() {
+            self.buf_lines + self.dropped
+        } else {
+            // Working again: lines dropped during the failure are reported
+            // in the log itself by the recovery event.
+            0
+        };
+        self.counters.unwritten.store(n, Ordering::SeqCst);
     }
 }
 
@@ -904,5 +1095,202 @@ mod tests {
             assert_eq!(e.message, format!("line {i}"));
         }
         assert!(lines[20].starts_with("Error: ") && lines[20].contains("lines were held back"));
+    }
+
+    /// A sink that always fails (until told otherwise) and counts how often
+    /// it is tried.
+    struct Broken {
+        fail: Arc<Mutex<bool>>,
+        tries: Arc<AtomicUsize>,
+        out: MemorySink,
+    }
+    impl LogSink for Broken {
+        fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.tries.fetch_add(1, Ordering::SeqCst);
+            if *self.fail.lock().expect("lock") {
+                return Err(io::Error::other("No space left on device"));
+            }
+            self.out.append(bytes)
+        }
+    }
+
+    fn broken() -> (Broken, Arc<Mutex<bool>>, Arc<AtomicUsize>, MemorySink) {
+        let fail = Arc::new(Mutex::new(true));
+        let tries = Arc::new(AtomicUsize::new(0));
+        let out = MemorySink::default();
+        let sink = Broken {
+            fail: fail.clone(),
+            tries: tries.clone(),
+            out: out.clone(),
+        };
+        (sink, fail, tries, out)
+    }
+
+    /// Logs `per_thread` lines of equal length from each of `threads` threads.
+    fn flood(log: &EventLog, threads: usize, per_thread: usize) {
+        let time = t("2026-01-02 03:04:05.678901");
+        let hs: Vec<_> = (0..threads)
+            .map(|k| {
+                let log = log.clone();
+                thread::spawn(move || {
+                    for i in 0..per_thread {
+                        log.log_at(EventKind::MessageSent, time, &format!("{k}-{i:07}"));
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().expect("logger thread");
+        }
+    }
+
+    #[test]
+    fn failing_sink_keeps_up_with_a_flood_and_counts_exactly() {
+        let (sink, fail, tries, out) = broken();
+        let log = EventLog::with_sink(sink).expect("spawn");
+        let start = std::time::Instant::now();
+        flood(&log, 4, 50_000);
+        let before_flush = std::time::Instant::now();
+        log.flush();
+        // The writer is not behind: the flush is answered at once, not
+        // after a backlog (or the 5 s flush timeout).
+        assert!(
+            before_flush.elapsed() < Duration::from_secs(2),
+            "flush took {:?}",
+            before_flush.elapsed()
+        );
+        assert_eq!(log.unwritten(), 200_000);
+        // The sink is tried on the timer, not once per line.
+        let bound = start.elapsed().as_millis() as usize / 250 + 3;
+        let n = tries.load(Ordering::SeqCst);
+        assert!(n <= bound, "{n} tries in {:?}", start.elapsed());
+        *fail.lock().expect("lock") = false;
+        for _ in 0..40 {
+            if log.unwritten() == 0 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        log.flush();
+        assert_eq!(log.unwritten(), 0);
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 200_001);
+        // Each thread's lines arrive whole and in order.
+        let mut next = [0usize; 4];
+        for l in &lines[..200_000] {
+            let e = parse_line(l).expect("whole line");
+            let (k, i) = e.message.split_once('-').expect("k-i");
+            let k: usize = k.parse().expect("k");
+            assert_eq!(i.parse::<usize>().expect("i"), next[k]);
+            next[k] += 1;
+        }
+        assert!(
+            lines[200_000].contains("200000 lines were held back"),
+            "{}",
+            lines[200_000]
+        );
+    }
+
+    #[test]
+    fn failing_sink_past_the_hold_counts_drops_exactly() {
+        let (sink, fail, _tries, out) = broken();
+        let len = format_line(
+            &EventKind::MessageSent,
+            t("2026-01-02 03:04:05.678901"),
+            "0-0000000",
+        )
+        .len();
+        // Room for exactly 2000 lines: more than the first batch, which is
+        // held whole when its write fails.
+        assert!(2000 * len > MAX_BATCH + len);
+        let log = EventLog::with_sink_holding(sink, 2000 * len).expect("spawn");
+        flood(&log, 2, 10_000);
+        log.flush();
+        assert_eq!(log.unwritten(), 20_000, "held and dropped lines");
+        *fail.lock().expect("lock") = false;
+        for _ in 0..40 {
+            if log.unwritten() == 0 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        log.flush();
+        assert_eq!(log.unwritten(), 0);
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2001, "the held lines and the report");
+        assert!(
+            lines[2000].contains("2000 lines were held back")
+                && lines[2000].contains("; 18000 lines past the"),
+            "{}",
+            lines[2000]
+        );
+        // Lines logged after the recovery are written again.
+        log.log(EventKind::Connection, "after");
+        log.flush();
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8");
+        assert!(text.ends_with("- after\n"), "{text}");
+    }
+
+    /// A sink whose first append blocks until released.
+    struct Stuck {
+        entered: mpsc::SyncSender<()>,
+        release: Arc<Mutex<mpsc::Receiver<()>>>,
+        first: bool,
+    }
+    impl LogSink for Stuck {
+        fn append(&mut self, _bytes: &[u8]) -> io::Result<()> {
+            if std::mem::replace(&mut self.first, false) {
+                let _ = self.entered.send(());
+                let _ = self.release.lock().expect("lock").recv();
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn unwritten_counts_lines_still_queued() {
+        let (entered_tx, entered) = mpsc::sync_channel(1);
+        let (release, release_rx) = mpsc::channel();
+        let log = EventLog::with_sink(Stuck {
+            entered: entered_tx,
+            release: Arc::new(Mutex::new(release_rx)),
+            first: true,
+        })
+        .expect("spawn");
+        log.log(EventKind::Connection, "first");
+        entered
+            .recv_timeout(Duration::from_secs(5))
+            .expect("writer in the sink");
+        for i in 0..1000 {
+            log.log(EventKind::Connection, &format!("{i}"));
+        }
+        // The writer is stuck in the sink: all 1000 wait in the channel.
+        assert_eq!(log.unwritten(), 1000);
+        release.send(()).expect("release");
+        log.flush();
+        assert_eq!(log.unwritten(), 0);
+    }
+
+    #[test]
+    fn cached_now_agrees_across_threads() {
+        // Many threads refreshing and reading the one-word cache at once
+        // all agree with chrono.
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                thread::spawn(|| {
+                    for _ in 0..1000 {
+                        let a = Local::now().naive_local();
+                        let ours = now();
+                        let b = Local::now().naive_local();
+                        assert!(a <= ours && ours <= b, "{a} {ours} {b}");
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().expect("thread");
+        }
     }
 }

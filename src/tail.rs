@@ -13,6 +13,10 @@ use std::time::Duration;
 const START_WINDOW: u64 = 64 * 1024;
 /// Most bytes read in one poll, so that a burst of appends cannot stall the UI.
 const MAX_READ: usize = 1024 * 1024;
+/// How far behind the end of the file we may fall before jumping to its last
+/// [`START_WINDOW`]: a log growing faster than we read would otherwise leave
+/// the panel ever further behind, showing old lines as live ones.
+const MAX_BEHIND: u64 = 8 * 1024 * 1024;
 /// An unfinished line longer than this is cut, so a writer that never ends
 /// its line cannot grow our memory.
 const MAX_PARTIAL: usize = 64 * 1024;
@@ -39,6 +43,8 @@ pub struct Tailer {
     first: bool,
     /// Lines wanted from the existing content on the first poll.
     initial_lines: usize,
+    /// The last poll read [`MAX_READ`] bytes: more may be waiting.
+    more: bool,
 }
 
 impl Tailer {
@@ -51,7 +57,14 @@ impl Tailer {
             partial: Vec::new(),
             first: true,
             initial_lines,
+            more: false,
         }
+    }
+
+    /// Whether the last poll stopped at its read limit, so that the next
+    /// one should come at once rather than after [`POLL_EVERY`].
+    pub fn more_waiting(&self) -> bool {
+        self.more
     }
 
     pub fn path(&self) -> &Path {
@@ -61,6 +74,7 @@ impl Tailer {
     /// Reads whatever was appended since the last call. A missing file is
     /// not an error (it may appear later); other I/O errors are returned.
     pub fn poll(&mut self) -> io::Result<TailUpdate> {
+        self.more = false;
         let mut update = TailUpdate::default();
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
@@ -91,7 +105,26 @@ impl Tailer {
             self.pos = 0;
             self.partial.clear();
         }
-        let skip_first_partial = self.first && self.pos > 0;
+        let mut skip_first_partial = self.first && self.pos > 0;
+        if !self.first && meta.len().saturating_sub(self.pos) > MAX_BEHIND {
+            // Too far behind to catch up line by line: go on from near the
+            // end, as at the start, and say what was skipped.
+            let to = meta.len() - START_WINDOW;
+            let skipped = to - self.pos;
+            let note = format!(
+                "skipped {:.1} MB to keep up",
+                skipped as f64 / (1024.0 * 1024.0)
+            );
+            // A rotation noticed in the same poll is still worth saying.
+            update.reset = Some(match update.reset.take() {
+                Some(r) => format!("{r}; {note}"),
+                None => note,
+            });
+            self.pos = to;
+            // The unfinished line we held will never be completed.
+            self.partial.clear();
+            skip_first_partial = true;
+        }
         let first = std::mem::replace(&mut self.first, false);
         let Some(file) = self.file.as_mut() else {
             return Ok(update);
@@ -105,6 +138,7 @@ impl Tailer {
         let n = read_up_to(file, &mut buf)?;
         buf.truncate(n);
         self.pos += n as u64;
+        self.more = n == MAX_READ;
         let mut start = 0;
         if skip_first_partial {
             // We started mid-file: the bytes before the first newline are the
@@ -195,7 +229,11 @@ pub fn spawn(
                 if tx.is_closed() {
                     return;
                 }
-                std::thread::sleep(POLL_EVERY);
+                // A poll that stopped at its read limit is followed at once,
+                // so that a fast-growing log does not leave us behind.
+                if !t.more_waiting() {
+                    std::thread::sleep(POLL_EVERY);
+                }
             }
         })?;
     Ok(())
@@ -250,5 +288,80 @@ mod tests {
         let mut t = Tailer::new(&p, 3);
         let u = t.poll().expect("poll");
         assert_eq!(u.lines, vec!["line 99997", "line 99998", "line 99999"]);
+    }
+
+    fn numbered(from: usize, to: usize) -> String {
+        let mut s = String::new();
+        for i in from..to {
+            s.push_str(&format!("line {i:08}\n"));
+        }
+        s
+    }
+
+    #[test]
+    fn reads_a_burst_in_several_polls_without_loss() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("log.txt");
+        append(&p, "start\n");
+        let mut t = Tailer::new(&p, 10);
+        assert_eq!(t.poll().expect("poll").lines, vec!["start"]);
+        // 3.5 MiB: more than one read, less than the jump.
+        let n = 3 * 1024 * 1024 / 14 + 1024 * 1024 / 28;
+        append(&p, &numbered(0, n));
+        let mut got = Vec::new();
+        let mut polls = 0;
+        loop {
+            got.extend(t.poll().expect("poll").lines);
+            polls += 1;
+            if !t.more_waiting() {
+                break;
+            }
+        }
+        assert!(polls >= 4, "{polls} polls");
+        assert_eq!(got.len(), n);
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(i, l)| *l == format!("line {i:08}"))
+        );
+        assert_eq!(t.poll().expect("poll"), TailUpdate::default());
+        assert!(!t.more_waiting());
+    }
+
+    #[test]
+    fn jumps_ahead_when_far_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("log.txt");
+        append(&p, "start\npartial");
+        let mut t = Tailer::new(&p, 10);
+        assert_eq!(t.poll().expect("poll").lines, vec!["start"]);
+        // 20 MiB at once: far more than MAX_BEHIND.
+        let n = 20 * 1024 * 1024 / 14;
+        append(&p, &numbered(0, n));
+        let u = t.poll().expect("poll");
+        let reset = u.reset.expect("reset");
+        assert!(
+            reset.starts_with("skipped ") && reset.ends_with(" MB to keep up"),
+            "{reset}"
+        );
+        let mb: f64 = reset["skipped ".len()..reset.len() - " MB to keep up".len()]
+            .parse()
+            .expect("MB");
+        assert!((19.0..21.0).contains(&mb), "{reset}");
+        // Whole lines only, from near the end, in order, up to the last one.
+        assert!(!u.lines.is_empty());
+        let first: usize = u.lines[0]["line ".len()..].parse().expect("number");
+        assert!(first > n - START_WINDOW as usize / 14 - 2, "{}", u.lines[0]);
+        for (k, l) in u.lines.iter().enumerate() {
+            assert_eq!(*l, format!("line {:08}", first + k));
+        }
+        assert_eq!(
+            u.lines.last().map(String::as_str),
+            Some(format!("line {:08}", n - 1).as_str())
+        );
+        assert!(!t.more_waiting());
+        // And it follows on from there.
+        append(&p, "next\n");
+        assert_eq!(t.poll().expect("poll").lines, vec!["next"]);
     }
 }

@@ -45,6 +45,46 @@ pub enum LogSource {
     Server,
 }
 
+impl LogSource {
+    fn bit(self) -> u8 {
+        match self {
+            LogSource::File => 1,
+            LogSource::Server => 2,
+        }
+    }
+}
+
+/// The sources a live-log line came from: a line the server both streams
+/// and writes to the tailed file arrives from each, and is kept once with
+/// both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sources(u8);
+
+impl Sources {
+    pub fn of(s: LogSource) -> Sources {
+        Sources(s.bit())
+    }
+
+    pub fn has(self, s: LogSource) -> bool {
+        self.0 & s.bit() != 0
+    }
+
+    pub fn insert(&mut self, s: LogSource) {
+        self.0 |= s.bit();
+    }
+
+    /// Whether `s` is the only source.
+    pub fn only(self, s: LogSource) -> bool {
+        self.0 == s.bit()
+    }
+}
+
+/// Most rows a pane can be scrolled up. No pane holds this many rows
+/// ([`SCROLLBACK`] entries of at most a protocol line each), so it never
+/// stops a scroll short, and the render clamps to the rows that exist; it
+/// keeps every sum of offsets and heights far from overflowing.
+pub const MAX_SCROLL: usize = u32::MAX as usize;
+
 /// Which sources the live log shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogView {
@@ -77,6 +117,13 @@ impl LogView {
                 | (LogView::File, LogSource::File)
                 | (LogView::Server, LogSource::Server)
         )
+    }
+
+    /// Whether a line from `sources` is shown: it is when any of them is.
+    pub fn shows_any(self, sources: Sources) -> bool {
+        [LogSource::File, LogSource::Server]
+            .into_iter()
+            .any(|s| sources.has(s) && self.shows(s))
     }
 }
 
@@ -148,9 +195,19 @@ pub enum Action {
 /// One line of the live log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
-    pub source: LogSource,
+    pub sources: Sources,
     pub time: Option<chrono::NaiveDateTime>,
     pub text: String,
+    /// Hash of `text`, so that looking for a duplicate in the whole buffer
+    /// compares integers, not strings that share a long prefix.
+    hash: u64,
+}
+
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// Figures from the server's stream.
@@ -306,7 +363,7 @@ impl App {
         }
         // While scrolled up, keep the view still as lines arrive below.
         if self.scroll > 0 {
-            self.scroll += 1;
+            self.scroll = self.scroll.saturating_add(1).min(MAX_SCROLL);
         }
     }
 
@@ -465,18 +522,27 @@ impl App {
     /// Adds a live-log line, keeping lines in time order across sources.
     pub fn push_log(&mut self, source: LogSource, text: String) {
         // With the server writing the file we tail, its lines come twice
-        // (file and stream): show them once.
-        if self
+        // (stream first, file a poll later): keep one line that has both
+        // sources, so that each view still shows it. The whole buffer is
+        // searched (by hash, newest first), since at high rates the copy
+        // arrives hundreds of lines later.
+        let hash = text_hash(&text);
+        if let Some(l) = self
             .log
-            .iter()
+            .iter_mut()
             .rev()
-            .take(256)
-            .any(|l| l.source != source && l.text == text)
+            .find(|l| l.hash == hash && !l.sources.has(source) && l.text == text)
         {
+            l.sources.insert(source);
             return;
         }
         let time = eventlog::parse_line(&text).ok().map(|e| e.time);
-        let line = LogLine { source, time, text };
+        let line = LogLine {
+            sources: Sources::of(source),
+            time,
+            text,
+            hash,
+        };
         // Lines arrive nearly in order; walk back from the end to the place.
         let mut at = self.log.len();
         if let Some(t) = line.time {
@@ -492,13 +558,15 @@ impl App {
             self.log.pop_front();
         }
         if self.log_scroll > 0 {
-            self.log_scroll += 1;
+            self.log_scroll = self.log_scroll.saturating_add(1).min(MAX_SCROLL);
         }
     }
 
     /// The live-log lines the current view shows.
     pub fn visible_log(&self) -> impl DoubleEndedIterator<Item = &LogLine> {
-        self.log.iter().filter(|l| self.log_view.shows(l.source))
+        self.log
+            .iter()
+            .filter(|l| self.log_view.shows_any(l.sources))
     }
 
     /// Periodic work; returns whether anything visible changed.
@@ -565,11 +633,12 @@ impl App {
         let in_live = self.live_area.contains(pos);
         match m.kind {
             MouseEventKind::ScrollUp => {
-                if in_live {
-                    self.log_scroll += 3;
+                let target = if in_live {
+                    &mut self.log_scroll
                 } else {
-                    self.scroll += 3;
-                }
+                    &mut self.scroll
+                };
+                *target = target.saturating_add(3).min(MAX_SCROLL);
             }
             MouseEventKind::ScrollDown => {
                 if in_live {
@@ -640,8 +709,8 @@ impl App {
                 match k.code {
                     KeyCode::Up | KeyCode::Char('k') => self.scroll_focused(1),
                     KeyCode::Down | KeyCode::Char('j') => self.scroll_focused(-1),
-                    KeyCode::Home | KeyCode::Char('g') => self.scroll_focused(isize::MAX / 2),
-                    KeyCode::End | KeyCode::Char('G') => self.scroll_focused(isize::MIN / 2),
+                    KeyCode::Home | KeyCode::Char('g') => self.scroll_focused(isize::MAX),
+                    KeyCode::End | KeyCode::Char('G') => self.scroll_focused(isize::MIN),
                     KeyCode::Char('l') if self.focus == Focus::Live => {
                         self.log_view = self.log_view.next();
                         self.log_scroll = 0;
@@ -665,8 +734,11 @@ impl App {
         } else {
             &mut self.scroll
         };
+        // Capped, so that Home pressed again and again cannot make the
+        // render's `height + scroll` overflow; the render then clamps to the
+        // rows that exist.
         *target = if by >= 0 {
-            target.saturating_add(by as usize)
+            target.saturating_add(by as usize).min(MAX_SCROLL)
         } else {
             target.saturating_sub(by.unsigned_abs())
         };
@@ -944,5 +1016,92 @@ mod tests {
     fn sanitize_neutralises_escapes() {
         assert_eq!(sanitize("plain"), "plain");
         assert_eq!(sanitize("a\u{1b}[2Jb\r"), "a\\u{1b}[2Jb\\u{d}");
+    }
+
+    fn event_line(i: usize) -> String {
+        format!(
+            "Message Sent: 2026-01-01 10:{:02}:{:02}.{:06} - #{i}",
+            i / 60_000 % 60,
+            i / 1000 % 60,
+            i % 1000
+        )
+    }
+
+    #[test]
+    fn a_line_from_both_sources_is_kept_once_and_shown_in_every_view() {
+        let mut app = App::new("s", "me", "log.txt");
+        let line = event_line(1);
+        // The stream is first; the tailed file brings the same line later.
+        app.push_log(LogSource::Server, line.clone());
+        app.push_log(LogSource::File, line.clone());
+        assert_eq!(app.log.len(), 1);
+        let l = &app.log[0];
+        assert!(l.sources.has(LogSource::File) && l.sources.has(LogSource::Server));
+        for view in [LogView::File, LogView::Server, LogView::Both] {
+            app.log_view = view;
+            assert_eq!(app.visible_log().count(), 1, "{view:?}");
+        }
+        // The same text again from a source it already has is a new line
+        // (a log may repeat itself).
+        app.push_log(LogSource::File, line);
+        assert_eq!(app.log.len(), 2);
+        app.log_view = LogView::Server;
+        assert_eq!(app.visible_log().count(), 1);
+    }
+
+    #[test]
+    fn duplicates_are_found_anywhere_in_the_buffer() {
+        let mut app = App::new("s", "me", "log.txt");
+        // A poll of the file later than 400 streamed lines: far more than
+        // the last few lines apart.
+        for i in 0..400 {
+            app.push_log(LogSource::Server, event_line(i));
+        }
+        for i in 0..400 {
+            app.push_log(LogSource::File, event_line(i));
+        }
+        assert_eq!(app.log.len(), 400);
+        assert!(
+            app.log
+                .iter()
+                .all(|l| l.sources.has(LogSource::File) && l.sources.has(LogSource::Server))
+        );
+        app.log_view = LogView::File;
+        assert_eq!(app.visible_log().count(), 400);
+    }
+
+    #[test]
+    fn home_pressed_many_times_does_not_overflow_the_scroll() {
+        let mut app = App::new("s", "me", "log.txt");
+        for focus in [Focus::Replies, Focus::Live] {
+            app.focus = focus;
+            for _ in 0..10 {
+                app.on_event(&key(KeyCode::Home));
+                app.on_event(&key(KeyCode::Char('g')));
+                app.on_event(&key(KeyCode::PageUp));
+                app.on_event(&key(KeyCode::Up));
+            }
+        }
+        for _ in 0..10 {
+            app.on_mouse(MouseEvent {
+                kind: MouseEventKind::ScrollUp,
+                column: 0,
+                row: 0,
+                modifiers: KeyModifiers::NONE,
+            });
+        }
+        assert!(app.scroll <= MAX_SCROLL && app.log_scroll <= MAX_SCROLL);
+        for i in 0..10 {
+            app.notice(Level::Info, format!("n{i}"));
+            app.push_log(LogSource::Server, event_line(i));
+        }
+        assert!(app.scroll <= MAX_SCROLL && app.log_scroll <= MAX_SCROLL);
+        let s = super::super::render::to_text(&mut app, 120, 40);
+        // Drawn clamped to the rows that exist: at the top of each pane.
+        assert!(s.contains("n0") && s.contains("#0"), "{s}");
+        assert!(
+            app.scroll < 100 && app.log_scroll < 100,
+            "clamped by the render"
+        );
     }
 }

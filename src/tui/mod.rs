@@ -152,6 +152,9 @@ async fn run_async(opts: &ChatOptions, log: EventLog, local: &mut Option<Server>
     // after the first frame, to prove the terminal is restored on a panic.
     let test_panic = std::env::var_os("CHATMON_TEST_PANIC").is_some_and(|v| v == "1");
     let mut last_draw: Option<Instant> = None;
+    // Set once the follower's channel is closed: a closed channel is always
+    // ready, so its branch must be turned off or the loop spins.
+    let mut tail_closed = false;
     loop {
         // At most one frame per FRAME: a burst of network or log events
         // (a busy room, the server's event stream) costs a frame, not one
@@ -187,14 +190,20 @@ async fn run_async(opts: &ChatOptions, log: EventLog, local: &mut Option<Server>
                 }
                 dirty = true;
             },
-            up = tail_rx.recv() => {
-                if let Some(up) = up {
-                    on_tail(&mut app, up);
-                    while let Ok(up) = tail_rx.try_recv() {
+            up = tail_rx.recv(), if !tail_closed => {
+                match up {
+                    Some(up) => {
                         on_tail(&mut app, up);
+                        while let Ok(up) = tail_rx.try_recv() {
+                            on_tail(&mut app, up);
+                        }
                     }
-                    dirty = true;
+                    None => {
+                        tail_closed = true;
+                        on_tail_closed(&mut app, &tail_path);
+                    }
                 }
+                dirty = true;
             },
             _ = tick.tick() => {
                 dirty |= app.on_tick(Instant::now());
@@ -271,5 +280,27 @@ fn on_tail(app: &mut App, up: Result<tail::TailUpdate, String>) {
             }
         }
         Err(e) => app.log_note = Some(e),
+    }
+}
+
+/// The follower thread is gone (it only ends on a panic): the panel stops
+/// growing from the file, and says so rather than look idle.
+fn on_tail_closed(app: &mut App, path: &std::path::Path) {
+    app.log_note = Some(format!(
+        "stopped following {}: the log follower ended",
+        path.display()
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_follower_is_noted_in_the_log_panel() {
+        let mut app = App::new("s", "me", "log.txt");
+        on_tail_closed(&mut app, std::path::Path::new("log.txt"));
+        let s = render::to_text(&mut app, 120, 40);
+        assert!(s.contains("stopped following log.txt"), "{s}");
     }
 }

@@ -286,7 +286,7 @@ where
 {
     let _ = &mut make;
     let mut rows: Vec<Line<'static>> = Vec::new();
-    let need = height + *scroll;
+    let need = height.saturating_add(*scroll);
     for item in items {
         let mut ls = make(item);
         ls.reverse();
@@ -301,7 +301,7 @@ where
         *scroll = max_scroll;
     }
     let start = *scroll;
-    let end = (start + height).min(rows.len());
+    let end = start.saturating_add(height).min(rows.len());
     let mut v: Vec<Line<'static>> = rows[start..end].to_vec();
     v.reverse();
     v
@@ -309,16 +309,9 @@ where
 
 fn draw_chat(f: &mut Frame, app: &mut App, area: Rect) {
     let focused = app.focus == Focus::Replies;
-    let mut title = vec![Span::raw(" Chat ")];
-    if app.scroll > 0 {
-        title.push(Span::styled(
-            format!(" ↑ scrolled {} rows · End/PgDn to follow ", app.scroll),
-            Style::new().fg(Color::Black).bg(Color::Yellow),
-        ));
-    }
-    let block = pane(Line::from(title), focused);
-    let inner = block.inner(area);
-    f.render_widget(block, area);
+    // The borders are the same whatever the title: the inner area is known
+    // before the rows, which clamp the scroll the title shows.
+    let inner = pane(Line::default(), focused).inner(area);
     let now = Instant::now();
     let width = inner.width as usize;
     let me = app.name.clone();
@@ -330,6 +323,14 @@ fn draw_chat(f: &mut Frame, app: &mut App, area: Rect) {
         |e| entry_lines(e, &me, width, now),
     );
     app.scroll = scroll;
+    let mut title = vec![Span::raw(" Chat ")];
+    if app.scroll > 0 {
+        title.push(Span::styled(
+            format!(" ↑ scrolled {} rows · End/PgDn to follow ", app.scroll),
+            Style::new().fg(Color::Black).bg(Color::Yellow),
+        ));
+    }
+    f.render_widget(pane(Line::from(title), focused), area);
     if rows.is_empty() {
         f.render_widget(
             Paragraph::new(Line::styled(
@@ -549,13 +550,8 @@ fn log_spans(mark: &str, line: &str) -> Vec<Span<'static>> {
 
 fn draw_log(f: &mut Frame, app: &mut App, area: Rect) {
     let focused = app.focus == Focus::Live;
-    let mut title = format!(" Log · {} · {} (F2) ", app.tail_path, app.log_view.label());
-    if app.log_scroll > 0 {
-        title.push_str(&format!("↑{} ", app.log_scroll));
-    }
-    let block = pane(Line::raw(title), focused);
-    let inner = block.inner(area);
-    f.render_widget(block, area);
+    // As in the chat: the title shows the scroll once clamped below.
+    let inner = pane(Line::default(), focused).inner(area);
     let width = inner.width as usize;
     let height = inner.height as usize;
     let mut rows: Vec<Line<'static>> = Vec::new();
@@ -569,12 +565,14 @@ fn draw_log(f: &mut Frame, app: &mut App, area: Rect) {
             2,
         ));
     }
-    let need = height + app.log_scroll;
+    let need = height.saturating_add(app.log_scroll);
     let mut body: Vec<Line<'static>> = Vec::new();
     for l in app.visible_log().rev() {
-        let mark = match (app.log_view, l.source) {
-            (LogView::Both, LogSource::Server) => "⇣",
-            (LogView::Both, LogSource::File) => " ",
+        // In the merged view, mark what only the stream brought: those
+        // lines are not in the file.
+        let mark = match app.log_view {
+            LogView::Both if l.sources.only(LogSource::Server) => "⇣",
+            LogView::Both => " ",
             _ => "",
         };
         let mut ls = wrap(log_spans(mark, &l.text), width, 3);
@@ -588,10 +586,15 @@ fn draw_log(f: &mut Frame, app: &mut App, area: Rect) {
     let max_scroll = body.len().saturating_sub(avail);
     app.log_scroll = app.log_scroll.min(max_scroll);
     let start = app.log_scroll;
-    let end = (start + avail).min(body.len());
+    let end = start.saturating_add(avail).min(body.len());
     let mut shown: Vec<Line<'static>> = body[start..end].to_vec();
     shown.reverse();
     rows.extend(shown);
+    let mut title = format!(" Log · {} · {} (F2) ", app.tail_path, app.log_view.label());
+    if app.log_scroll > 0 {
+        title.push_str(&format!("↑{} ", app.log_scroll));
+    }
+    f.render_widget(pane(Line::raw(title), focused), area);
     if rows.is_empty() {
         rows.push(Line::styled(
             "waiting for log lines…",
@@ -800,5 +803,42 @@ mod tests {
         assert_eq!(fmt_dur(Duration::from_micros(213)), "0.213ms");
         assert_eq!(fmt_dur(Duration::from_micros(12_345)), "12.3ms");
         assert_eq!(fmt_dur(Duration::from_millis(1234)), "1.23s");
+    }
+
+    #[test]
+    fn merged_view_marks_only_stream_only_lines() {
+        let mut app = App::new("s", "me", "log.txt");
+        let both = "Connection: 2026-01-01 10:00:01.000000 - in both";
+        let stream = "Connection: 2026-01-01 10:00:02.000000 - stream only";
+        app.push_log(LogSource::Server, both.into());
+        app.push_log(LogSource::Server, stream.into());
+        app.push_log(LogSource::File, both.into());
+        let s = screen(&mut app, 120, 40);
+        let row = |s: &str, text: &str| {
+            s.lines()
+                .find(|l| l.contains(text))
+                .unwrap_or_else(|| panic!("no {text}:\n{s}"))
+                .to_string()
+        };
+        assert!(!row(&s, "in both").contains('⇣'), "{s}");
+        assert!(row(&s, "stream only").contains('⇣'), "{s}");
+        // The file view shows every line that is in the file, streamed
+        // first or not.
+        app.log_view = LogView::File;
+        let s = screen(&mut app, 120, 40);
+        assert!(s.contains("in both") && !s.contains("stream only"), "{s}");
+        app.log_view = LogView::Server;
+        let s = screen(&mut app, 120, 40);
+        assert!(s.contains("in both") && s.contains("stream only"), "{s}");
+    }
+
+    #[test]
+    fn scroll_titles_show_the_clamped_offset() {
+        let mut app = sample_app();
+        app.scroll = crate::tui::app::MAX_SCROLL;
+        app.log_scroll = crate::tui::app::MAX_SCROLL;
+        let s = screen(&mut app, 120, 40);
+        assert!(!s.contains(&crate::tui::app::MAX_SCROLL.to_string()), "{s}");
+        assert!(app.scroll < 100 && app.log_scroll < 100);
     }
 }
