@@ -6,6 +6,12 @@ mod common;
 use common::TestServer;
 use common::pty::Tui;
 
+/// A loopback address where nothing listens: bind port 0, note it, release it.
+fn free_loopback_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
 #[test]
 fn type_a_message_and_see_its_reply_and_rtt() {
     let ts = TestServer::start();
@@ -54,13 +60,7 @@ fn type_a_message_and_see_its_reply_and_rtt() {
 
 #[test]
 fn no_server_running_starts_one_and_a_second_tui_joins() {
-    // A free loopback port: bind, note it, release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let server = format!("127.0.0.1:{port}");
+    let server = free_loopback_addr();
     let dir = tempfile::tempdir().expect("tempdir");
     // No subcommand: the main job.
     let mut first = Tui::spawn(&["--server", &server, "--name", "first"], &[], dir.path());
@@ -92,12 +92,7 @@ fn no_server_running_starts_one_and_a_second_tui_joins() {
 
 #[test]
 fn when_the_tui_running_the_server_quits_another_takes_over() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let server = format!("127.0.0.1:{port}");
+    let server = free_loopback_addr();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut first = Tui::spawn(&["--server", &server, "--name", "first"], &[], dir.path());
     first.wait_for("local server (in this process)");
