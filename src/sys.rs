@@ -127,6 +127,30 @@ pub fn login_name() -> String {
             return v;
         }
     }
+    // No variable (a bare container, a service): ask the user database.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `pw` and `buf` (of the length given) and
+    // sets `out` to `&pw` on success; `pw_name` then points into `buf`.
+    let r = unsafe {
+        libc::getpwuid_r(
+            libc::getuid(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        )
+    };
+    if r == 0 && !out.is_null() && !pw.pw_name.is_null() {
+        // SAFETY: pw_name is a NUL-terminated string inside `buf`, alive here.
+        let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+        if let Ok(n) = name.to_str()
+            && !n.is_empty()
+        {
+            return n.to_string();
+        }
+    }
     String::from("guest")
 }
 
