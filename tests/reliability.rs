@@ -21,7 +21,7 @@ use chatmon::client::{self, ClientConfig, ClientEvent};
 use chatmon::eventlog::{self, EventLog, LogSink, MemorySink};
 use chatmon::protocol::{self, ClientMsg, PROTOCOL_VERSION, ServerMsg};
 use chatmon::server::{Server, ServerConfig};
-use common::{Chat, Plain, TestServer, assert_log_parses, connect};
+use common::{Chat, Plain, TestServer, assert_log_parses, connect, set_linger_zero, wait_until};
 
 /// Two chat clients that talk across every bad-input case and check that
 /// nothing reached them but each other's messages and presence.
@@ -343,33 +343,6 @@ fn bad_input_gets_a_clear_error_and_bystanders_never_notice() {
     // All but the ANSI case (accepted, escaped) are refusals.
     assert!(errors >= BAD_INPUT_CASES - 1, "{errors} errors logged");
     assert!(!lines.join("\n").contains('\u{1b}'));
-}
-
-/// Sets SO_LINGER to zero, so that closing the socket sends RST.
-fn set_linger_zero(s: &TcpStream) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt reads one linger struct from a valid pointer.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "SO_LINGER: {}", io::Error::last_os_error());
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

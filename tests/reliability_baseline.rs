@@ -10,13 +10,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chatmon::server::Server;
 use chatmon::sys;
-use common::{Chat, Plain, TestServer};
+use common::{Chat, Plain, TestServer, set_linger_zero, wait_until};
 
 /// Connections in the flood, and how many of them the server holds.
 const FLOOD: usize = 2000;
@@ -43,31 +42,6 @@ fn back_to(base: (usize, usize), server: &Server, after: &str) {
             server.active_clients()
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn rst(s: &TcpStream) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt reads one linger struct from a valid pointer.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
     }
 }
 
@@ -105,13 +79,13 @@ fn storms_leave_no_thread_or_descriptor_behind() {
         match i % 6 {
             0 => {
                 let _ = s.write_all(b"half a mess");
-                rst(&s);
+                set_linger_zero(&s);
             }
             1 => {
                 let _ = s.write_all(
                     b"{\"type\":\"hello\",\"v\":1,\"name\":\"r\"}\n{\"type\":\"msg\",\"id\":1,\"te",
                 );
-                rst(&s);
+                set_linger_zero(&s);
             }
             2 => {
                 let _ = s.write_all(b"bye");
@@ -125,7 +99,7 @@ fn storms_leave_no_thread_or_descriptor_behind() {
             }
             _ => {
                 let _ = s.write_all(format!("{}\n", "[".repeat(3000)).as_bytes());
-                rst(&s);
+                set_linger_zero(&s);
             }
         }
         drop(s);

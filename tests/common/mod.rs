@@ -205,3 +205,33 @@ pub fn assert_log_parses(lines: &[String]) {
         }
     }
 }
+
+/// Waits (bounded by [`WAIT`] × 2) until `cond` holds.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT * 2;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sets SO_LINGER to zero, so that dropping the socket sends RST: a peer
+/// that vanishes mid-conversation.
+pub fn set_linger_zero(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads one linger struct from a valid pointer.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+}
