@@ -1,477 +1,25 @@
-//! The event log: the seed's line format, with exactly one writer
-//! ([`format_line`], used by [`EventLog`]) and one parser ([`parse_line`]).
-//!
-//! ```text
-//! Event_Type: YYYY-MM-DD HH:MM:SS.ffffff - Message
-//! ```
-//!
-//! Times are local. The parser also takes the seed's `YYYY-MM-DD HH:MM:SS`
-//! without a fraction. Message text is escaped (`\\`, `\n`, `\r`, `\t`,
-//! `\u{1b}`...) so that neither a line break nor a terminal escape sequence
-//! from a peer can forge a line or garble a terminal that shows the log.
-//!
-//! [`EventLog`] hands lines to one writer thread over a channel, so that no
-//! client thread ever waits on the disk; the writer appends whole lines with
-//! one `write` on a file opened with `O_APPEND`, so several processes can share
-//! one file without torn or interleaved lines.
+//! The non-blocking writer: [`EventLog`] handles hand whole lines to one
+//! writer thread over a channel, so that no client thread ever waits on the
+//! disk; the writer appends batches with one `write` on a file opened with
+//! `O_APPEND`, so several processes can share one file without torn or
+//! interleaved lines, and holds lines in memory (bounded) while the sink fails.
 
-use std::borrow::Cow;
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use std::io;
 
-use chrono::{Datelike, Local, NaiveDate, NaiveDateTime, TimeZone, Timelike};
+use chrono::NaiveDateTime;
 
-/// Kinds of event. The first ones are the seed's; the rest are chatmon's.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Connection,
-    MessageSent,
-    MessageReceived,
-    Disconnection,
-    Error,
-    ServerStart,
-    ServerStop,
-    /// A chat session introduced itself (hello) or changed its name.
-    Join,
-    /// Periodic server figures.
-    Stats,
-    /// Anything else a log may hold; kept so that foreign logs still parse.
-    Other(String),
-}
-
-impl EventKind {
-    pub fn as_str(&self) -> &str {
-        match self {
-            EventKind::Connection => "Connection",
-            EventKind::MessageSent => "Message Sent",
-            EventKind::MessageReceived => "Message Received",
-            EventKind::Disconnection => "Disconnection",
-            EventKind::Error => "Error",
-            EventKind::ServerStart => "Server Start",
-            EventKind::ServerStop => "Server Stop",
-            EventKind::Join => "Join",
-            EventKind::Stats => "Stats",
-            EventKind::Other(s) => s,
-        }
-    }
-
-    pub fn parse(s: &str) -> EventKind {
-        match s {
-            "Connection" => EventKind::Connection,
-            "Message Sent" => EventKind::MessageSent,
-            "Message Received" => EventKind::MessageReceived,
-            "Disconnection" => EventKind::Disconnection,
-            "Error" => EventKind::Error,
-            "Server Start" => EventKind::ServerStart,
-            "Server Stop" => EventKind::ServerStop,
-            "Join" => EventKind::Join,
-            "Stats" => EventKind::Stats,
-            other => EventKind::Other(other.to_string()),
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One parsed log line. `message` is unescaped; `precise` says whether the
-/// time carried a fraction of a second (seed logs do not).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event<'a> {
-    pub kind: &'a str,
-    pub time: NaiveDateTime,
-    pub precise: bool,
-    pub message: Cow<'a, str>,
-}
-
-impl Event<'_> {
-    pub fn kind(&self) -> EventKind {
-        EventKind::parse(self.kind)
-    }
-}
-
-/// Why a line is not an event line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    #[error("no `Event_Type: ` prefix")]
-    NoKind,
-    #[error("timestamp is not `YYYY-MM-DD HH:MM:SS[.ffffff]`")]
-    BadTime,
-    #[error("no ` - ` between timestamp and message")]
-    NoSeparator,
-    #[error("bad escape sequence in message")]
-    BadEscape,
-}
-
-/// Formats one log line, newline included. The only writer of the format.
-pub fn format_line(kind: &EventKind, time: NaiveDateTime, message: &str) -> String {
-    format_line_args(kind, time, format_args!("{message}"))
-}
-
-/// [`format_line`] for a message given as format arguments: the message is
-/// written straight into the line, saving an allocation and a copy per event
-/// on the server's per-message path.
-pub fn format_line_args(
-    kind: &EventKind,
-    time: NaiveDateTime,
-    message: fmt::Arguments<'_>,
-) -> String {
-    use fmt::Write as _;
-    let mut s = String::with_capacity(256);
-    s.push_str(kind.as_str());
-    s.push_str(": ");
-    push_time(&mut s, time);
-    s.push_str(" - ");
-    let start = s.len();
-    let _ = s.write_fmt(message);
-    if any_escape(&s[start..]) {
-        let raw = s.split_off(start);
-        escape_into(&mut s, &raw);
-    }
-    s.push('\n');
-    s
-}
-
-/// Formats a timestamp as `YYYY-MM-DD HH:MM:SS.ffffff`.
-pub fn format_time(time: NaiveDateTime) -> String {
-    let mut s = String::with_capacity(26);
-    push_time(&mut s, time);
-    s
-}
-
-fn push_time(s: &mut String, t: NaiveDateTime) {
-    // Hand-rolled: chrono's strftime machinery costs more than the whole rest
-    // of a log line, and this runs once per message on the server.
-    fn push_num(s: &mut String, mut v: u32, width: usize) {
-        let mut buf = [b'0'; 10];
-        for i in (0..width).rev() {
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        for &b in &buf[..width] {
-            s.push(b as char);
-        }
-    }
-    let year = t.year().clamp(0, 9999) as u32;
-    push_num(s, year, 4);
-    s.push('-');
-    push_num(s, t.month(), 2);
-    s.push('-');
-    push_num(s, t.day(), 2);
-    s.push(' ');
-    push_num(s, t.hour(), 2);
-    s.push(':');
-    push_num(s, t.minute(), 2);
-    s.push(':');
-    push_num(s, t.second(), 2);
-    s.push('.');
-    // A leap second shows up as nanosecond >= 1e9; clamp rather than print 7 digits.
-    push_num(s, (t.nanosecond() / 1000).min(999_999), 6);
-}
-
-/// The current local time, as the log records it.
-///
-/// The UTC offset is looked up once a minute and cached process-wide:
-/// chrono's per-thread zone lookup was a few percent of the server's CPU at
-/// high message rates. Offsets change (DST) only on whole minutes, so the
-/// cache is refreshed at each minute boundary and is never stale.
-pub fn now() -> NaiveDateTime {
-    use std::sync::atomic::AtomicU64;
-    // One word holds both halves of the cache, so that no reader can pair the
-    // validity of one lookup with the offset of another (two atomics could,
-    // around a DST change): the high 32 bits are the first minute (since the
-    // epoch, UTC) for which the offset must be looked up again, 0 meaning
-    // never looked up; the low 32 bits are the offset in seconds.
-    static CACHE: AtomicU64 = AtomicU64::new(0);
-    let utc = chrono::Utc::now();
-    let minute = utc.timestamp().div_euclid(60);
-    // Minutes outside u32 (before 1970, after the year 10000) are not cached:
-    // they cannot be packed, and no real clock shows them.
-    let cacheable = (0..i64::from(u32::MAX)).contains(&minute);
-    let packed = CACHE.load(Ordering::Acquire);
-    let offset = if cacheable && minute < (packed >> 32) as i64 {
-        packed as u32 as i32
-    } else {
-        let off = Local
-            .offset_from_utc_datetime(&utc.naive_utc())
-            .local_minus_utc();
-        if cacheable {
-            let valid_until = (minute + 1) as u64;
-            let new = (valid_until << 32) | u64::from(off as u32);
-            // Only ever move forward: a thread that looked up an older minute
-            // and stores late must not replace a newer offset with its own.
-            let mut cur = packed;
-            while cur >> 32 < valid_until {
-                match CACHE.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => break,
-                    Err(actual) => cur = actual,
-                }
-            }
-        }
-        off
-    };
-    utc.naive_utc() + chrono::TimeDelta::seconds(i64::from(offset))
-}
-
-/// Parses one line (with or without its newline). The only parser.
-pub fn parse_line(line: &str) -> Result<Event<'_>, ParseError> {
-    let line = line.strip_suffix('\n').unwrap_or(line);
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    // The kind may hold spaces ("Message Sent") but no colon; the first ": "
-    // ends it.
-    let colon = line.find(": ").ok_or(ParseError::NoKind)?;
-    let kind = &line[..colon];
-    if kind.is_empty()
-        || !kind
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b' ' || b == b'_' || b == b'-')
-    {
-        return Err(ParseError::NoKind);
-    }
-    let rest = &line[colon + 2..];
-    let (time, precise, used) = parse_time(rest.as_bytes()).ok_or(ParseError::BadTime)?;
-    let rest = &rest[used..];
-    let message = if let Some(m) = rest.strip_prefix(" - ") {
-        m
-    } else if rest == " -" || rest.is_empty() {
-        ""
-    } else {
-        return Err(ParseError::NoSeparator);
-    };
-    Ok(Event {
-        kind,
-        time,
-        precise,
-        message: unescape(message)?,
-    })
-}
-
-fn parse_time(b: &[u8]) -> Option<(NaiveDateTime, bool, usize)> {
-    if b.len() < 19 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let mut v = 0u32;
-        for &c in &b[r] {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + u32::from(c - b'0');
-        }
-        Some(v)
-    };
-    if b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut used = 19;
-    let mut nanos = 0u32;
-    let mut precise = false;
-    if b.len() > 20 && b[19] == b'.' && b[20].is_ascii_digit() {
-        let mut digits = 0;
-        used = 20;
-        while used < b.len() && b[used].is_ascii_digit() {
-            if digits < 9 {
-                nanos = nanos * 10 + u32::from(b[used] - b'0');
-                digits += 1;
-            }
-            used += 1;
-        }
-        for _ in digits..9 {
-            nanos *= 10;
-        }
-        precise = true;
-    }
-    let date = NaiveDate::from_ymd_opt(y as i32, mo, d)?;
-    let time = date.and_hms_nano_opt(h, mi, s, nanos)?;
-    Some((time, precise, used))
-}
-
-fn needs_escape(c: char) -> bool {
-    c == '\\'
-        || c.is_control()
-        // Bidi overrides and isolates can reorder what a terminal shows.
-        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Whether any character of `text` needs escaping. Printable ASCII without
-/// a backslash, by far the common case, is decided on bytes alone.
-fn any_escape(text: &str) -> bool {
-    let plain_ascii = text
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'\\');
-    !plain_ascii && text.chars().any(needs_escape)
-}
-
-/// Escapes text so that it fits on one line and holds no control characters.
-pub fn escape_into(out: &mut String, text: &str) {
-    if !any_escape(text) {
-        out.push_str(text);
-        return;
-    }
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if needs_escape(c) => {
-                use fmt::Write as _;
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-}
-
-/// Escapes text (see [`escape_into`]).
-pub fn escape(text: &str) -> Cow<'_, str> {
-    if any_escape(text) {
-        let mut s = String::with_capacity(text.len() + 8);
-        escape_into(&mut s, text);
-        Cow::Owned(s)
-    } else {
-        Cow::Borrowed(text)
-    }
-}
-
-/// Reverses [`escape`]. Lines from foreign logs that hold a lone backslash
-/// keep it as it is, since the seed never escaped anything.
-pub fn unescape(text: &str) -> Result<Cow<'_, str>, ParseError> {
-    if !text.contains('\\') {
-        return Ok(Cow::Borrowed(text));
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('t') => out.push('\t'),
-            Some('u') => {
-                if chars.next() != Some('{') {
-                    return Err(ParseError::BadEscape);
-                }
-                let mut v = 0u32;
-                let mut n = 0;
-                loop {
-                    match chars.next() {
-                        Some('}') if n > 0 => break,
-                        Some(h) if h.is_ascii_hexdigit() && n < 6 => {
-                            v = v * 16 + h.to_digit(16).unwrap_or(0);
-                            n += 1;
-                        }
-                        _ => return Err(ParseError::BadEscape),
-                    }
-                }
-                out.push(char::from_u32(v).ok_or(ParseError::BadEscape)?);
-            }
-            Some(other) => {
-                out.push('\\');
-                out.push(other);
-            }
-            None => out.push('\\'),
-        }
-    }
-    Ok(Cow::Owned(out))
-}
-
-/// Pulls `rtt=1.234ms` out of a client's `Message Received` message.
-pub fn rtt_from_message(message: &str) -> Option<Duration> {
-    let i = message.find("rtt=")?;
-    let rest = &message[i + 4..];
-    let end = rest.find("ms")?;
-    let ms: f64 = rest[..end].parse().ok()?;
-    if !(ms.is_finite() && ms >= 0.0) {
-        return None;
-    }
-    Some(Duration::from_secs_f64(ms / 1000.0))
-}
-
-/// Formats a round-trip time the way [`rtt_from_message`] reads it.
-pub fn format_rtt(rtt: Duration) -> String {
-    format!("rtt={:.3}ms", rtt.as_secs_f64() * 1000.0)
-}
-
-/// Where the writer thread puts its bytes; a trait so that tests can make the
-/// disk fail and recover.
-pub trait LogSink: Send + 'static {
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
-
-    /// Like [`LogSink::append`], but also says how many leading bytes did
-    /// reach the sink when it fails, so that the writer retries only the
-    /// rest: a short write on a filling disk must not write half a line
-    /// twice. The default is all or nothing.
-    fn append_some(&mut self, bytes: &[u8]) -> (usize, io::Result<()>) {
-        match self.append(bytes) {
-            Ok(()) => (bytes.len(), Ok(())),
-            Err(e) => (0, Err(e)),
-        }
-    }
-}
-
-impl LogSink for File {
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.append_some(bytes).1
-    }
-
-    fn append_some(&mut self, bytes: &[u8]) -> (usize, io::Result<()>) {
-        // One write on an O_APPEND file: the kernel places each write at the
-        // end atomically, so whole lines from several processes never
-        // interleave. A short write (disk full) is counted, so that the
-        // writer keeps exactly the unwritten rest.
-        let mut done = 0;
-        while done < bytes.len() {
-            match self.write(&bytes[done..]) {
-                Ok(0) => return (done, Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (done, Err(e)),
-            }
-        }
-        (done, Ok(()))
-    }
-}
-
-/// A sink that throws lines away, for servers that must not log (benchmark
-/// references) and for tests.
-pub struct NullSink;
-
-impl LogSink for NullSink {
-    fn append(&mut self, _bytes: &[u8]) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A sink that keeps lines in memory, for tests.
-#[derive(Clone, Default)]
-pub struct MemorySink(pub Arc<Mutex<Vec<u8>>>);
-
-impl LogSink for MemorySink {
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self.0.lock() {
-            Ok(mut v) => v.extend_from_slice(bytes),
-            Err(p) => p.into_inner().extend_from_slice(bytes),
-        }
-        Ok(())
-    }
-}
+use super::clock::now;
+use super::line::{EventKind, format_line_args};
+use super::message::LogMessage;
+use super::sink::{LogSink, NullSink};
 
 /// A function that sees every line as it is logged (the server streams them to
 /// subscribers). It must not block.
@@ -615,12 +163,29 @@ impl EventLog {
         }
     }
 
+    /// Logs one typed message now: formatted straight into the line, as
+    /// [`EventLog::log_args`] does, with no allocation besides the line.
+    /// `kind` must be the message's own ([`LogMessage::kind`]); it is given
+    /// so that [`LogMessage::Other`] can be logged under any kind.
+    pub fn record(&self, kind: EventKind, message: &LogMessage<'_>) {
+        self.record_at(kind, now(), message);
+    }
+
+    /// [`EventLog::record`] with a given time.
+    pub fn record_at(&self, kind: EventKind, time: NaiveDateTime, message: &LogMessage<'_>) {
+        debug_assert!(
+            message.kind().is_none_or(|k| k == kind),
+            "{message:?} logged as {kind}"
+        );
+        self.log_args(kind, time, format_args!("{message}"));
+    }
+
     /// Waits until every line logged before this call has been written (or
     /// has failed to be written and is being retried).
     pub fn flush(&self) {
         let (tx, rx) = mpsc::sync_channel(1);
         if self.tx.send(Cmd::Flush(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(5));
+            let _ = rx.recv_timeout(FLUSH_WAIT);
         }
     }
 }
@@ -637,6 +202,14 @@ const MAX_BATCH: usize = 64 * 1024;
 /// are dropped (and counted, and reported) rather than exhaust memory; the
 /// held ones stay a gapless prefix of what was logged.
 pub const MAX_HELD: usize = 64 * 1024 * 1024;
+
+/// How long [`EventLog::flush`] waits for the writer at most: a writer stuck
+/// in a sink must not hang the process at exit.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the writer tries a failing sink once every handle is gone, each
+/// [`RETRY_EVERY`] apart, before it gives up and says what is lost.
+const LAST_CHANCE_TRIES: usize = 20;
 
 /// How often a failing sink is tried again.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
@@ -829,20 +402,13 @@ impl<'a, S: LogSink> Writer<'a, S> {
                 self.buf.shrink_to(MAX_BATCH);
                 if let Some(f) = self.failing.take() {
                     crate::sys::warn(format_args!("chatmon: log writing works again"));
-                    let mut msg = format!(
-                        "log writing failed ({}); {} lines were held back and are now written",
-                        f.error, f.held
-                    );
-                    if self.dropped > 0 {
-                        use fmt::Write as _;
-                        let _ = write!(
-                            msg,
-                            "; {} lines past the {}-byte hold were lost",
-                            self.dropped, self.max_held
-                        );
-                    }
+                    let msg = LogMessage::LogRecovered {
+                        error: &f.error,
+                        held: f.held,
+                        lost: (self.dropped > 0).then_some((self.dropped, self.max_held)),
+                    };
                     self.dropped = 0;
-                    let line = format_line(&EventKind::Error, now(), &msg);
+                    let line = format_line_args(&EventKind::Error, now(), format_args!("{msg}"));
                     let _ = self.sink.append(line.as_bytes());
                 }
                 self.publish();
@@ -861,7 +427,7 @@ impl<'a, S: LogSink> Writer<'a, S> {
     /// All senders are gone and the sink fails: try for a few seconds, then
     /// say what is lost.
     fn last_chance(&mut self) {
-        for _ in 0..20 {
+        for _ in 0..LAST_CHANCE_TRIES {
             let (written, result) = self.sink.append_some(&self.buf);
             if result.is_ok() {
                 self.clear();
@@ -912,75 +478,12 @@ impl<'a, S: LogSink> Writer<'a, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eventlog::line::{format_line, parse_line};
+    use crate::eventlog::sink::MemorySink;
+    use std::sync::Mutex;
 
     fn t(s: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").expect("valid test time")
-    }
-
-    #[test]
-    fn formats_the_seed_layout_with_micros() {
-        let line = format_line(
-            &EventKind::MessageReceived,
-            t("2024-10-13 14:35:24.000123"),
-            "hi",
-        );
-        assert_eq!(line, "Message Received: 2024-10-13 14:35:24.000123 - hi\n");
-    }
-
-    #[test]
-    fn parses_seed_lines() {
-        let e = parse_line("Connection: 2024-10-13 14:35:24 - Client connected").expect("parses");
-        assert_eq!(e.kind(), EventKind::Connection);
-        assert_eq!(e.time, t("2024-10-13 14:35:24.0"));
-        assert!(!e.precise);
-        assert_eq!(e.message, "Client connected");
-    }
-
-    #[test]
-    fn round_trips_hostile_text() {
-        let msg = "a\nforged: 2024-01-01 00:00:00 - x\r\u{1b}[2J\\u{41} \u{202e}rtl \t🎉";
-        let line = format_line(&EventKind::Error, t("2026-01-02 03:04:05.678901"), msg);
-        assert_eq!(line.matches('\n').count(), 1);
-        assert!(!line.contains('\u{1b}'));
-        let e = parse_line(&line).expect("parses");
-        assert_eq!(e.message, msg);
-        assert_eq!(e.kind(), EventKind::Error);
-        assert!(e.precise);
-    }
-
-    #[test]
-    fn rejects_garbage() {
-        assert_eq!(parse_line("hello"), Err(ParseError::NoKind));
-        assert_eq!(
-            parse_line("Connection: yesterday - x"),
-            Err(ParseError::BadTime)
-        );
-        assert_eq!(
-            parse_line("Connection: 2024-13-13 14:35:24 - x"),
-            Err(ParseError::BadTime)
-        );
-        assert_eq!(
-            parse_line("Connection: 2024-10-13 14:35:24 x"),
-            Err(ParseError::NoSeparator)
-        );
-    }
-
-    #[test]
-    fn cached_now_matches_chrono_local() {
-        let a = Local::now().naive_local();
-        let ours = now();
-        let b = Local::now().naive_local();
-        assert!(a <= ours && ours <= b, "{a} {ours} {b}");
-    }
-
-    #[test]
-    fn rtt_round_trips() {
-        let m = format!(
-            "#3 {}: Server received: x",
-            format_rtt(Duration::from_micros(213))
-        );
-        assert_eq!(rtt_from_message(&m), Some(Duration::from_micros(213)));
-        assert_eq!(rtt_from_message("no rtt"), None);
     }
 
     #[test]
@@ -1271,26 +774,5 @@ mod tests {
         release.send(()).expect("release");
         log.flush();
         assert_eq!(log.unwritten(), 0);
-    }
-
-    #[test]
-    fn cached_now_agrees_across_threads() {
-        // Many threads refreshing and reading the one-word cache at once
-        // all agree with chrono.
-        let hs: Vec<_> = (0..8)
-            .map(|_| {
-                thread::spawn(|| {
-                    for _ in 0..1000 {
-                        let a = Local::now().naive_local();
-                        let ours = now();
-                        let b = Local::now().naive_local();
-                        assert!(a <= ours && ours <= b, "{a} {ours} {b}");
-                    }
-                })
-            })
-            .collect();
-        for h in hs {
-            h.join().expect("thread");
-        }
     }
 }
