@@ -357,9 +357,15 @@ mod tests {
 
     #[test]
     fn clock_is_the_time_of_day_to_the_millisecond() {
-        assert_eq!(format_clock(t("2026-01-02 03:04:05.678901")), "03:04:05.678");
+        assert_eq!(
+            format_clock(t("2026-01-02 03:04:05.678901")),
+            "03:04:05.678"
+        );
         assert_eq!(format_clock(t("2026-01-02 23:59:59.0")), "23:59:59.000");
-        assert_eq!(format_time(t("2026-01-02 03:04:05.678901")), "2026-01-02 03:04:05.678901");
+        assert_eq!(
+            format_time(t("2026-01-02 03:04:05.678901")),
+            "2026-01-02 03:04:05.678901"
+        );
     }
 
     #[test]
@@ -373,8 +379,9 @@ mod tests {
 
     #[test]
     fn event_gives_its_typed_message() {
-        let e = parse_line("Connection: 2026-01-02 03:04:05.000001 - server: 127.0.0.1:5000 connected")
-            .expect("parses");
+        let e =
+            parse_line("Connection: 2026-01-02 03:04:05.000001 - server: 127.0.0.1:5000 connected")
+                .expect("parses");
         assert_eq!(
             e.log_message(),
             LogMessage::ServerConnected {

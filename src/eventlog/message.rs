@@ -223,9 +223,7 @@ impl<'a> LogMessage<'a> {
             M::ServerStart { .. } => EventKind::ServerStart,
             M::ServerStop { .. } => EventKind::ServerStop,
             M::ServerConnected { .. } | M::ClientConnected { .. } => EventKind::Connection,
-            M::ServerDisconnected { .. } | M::ClientDisconnected { .. } => {
-                EventKind::Disconnection
-            }
+            M::ServerDisconnected { .. } | M::ClientDisconnected { .. } => EventKind::Disconnection,
             M::ServerJoined { .. } | M::ServerRenamed { .. } => EventKind::Join,
             M::ServerReceived { .. } | M::ClientReply { .. } | M::ClientRelay { .. } => {
                 EventKind::MessageReceived
@@ -289,7 +287,9 @@ impl<'a> LogMessage<'a> {
         let typed = match kind {
             EventKind::ServerStart => parse_server_start(text),
             EventKind::ServerStop => parse_server_stop(text),
-            EventKind::Connection => parse_server_connected(text).or_else(|| parse_client_connected(text)),
+            EventKind::Connection => {
+                parse_server_connected(text).or_else(|| parse_client_connected(text))
+            }
             EventKind::Disconnection => {
                 parse_server_disconnected(text).or_else(|| parse_client_disconnected(text))
             }
@@ -297,7 +297,9 @@ impl<'a> LogMessage<'a> {
             EventKind::MessageReceived => parse_server_received(text)
                 .or_else(|| parse_client_reply(text))
                 .or_else(|| parse_client_relay(text)),
-            EventKind::MessageSent => parse_server_replied(text).or_else(|| parse_client_sent(text)),
+            EventKind::MessageSent => {
+                parse_server_replied(text).or_else(|| parse_client_sent(text))
+            }
             EventKind::Error => parse_log_recovered(text)
                 .or_else(|| parse_server_error(text))
                 .or_else(|| parse_client_server_error(text))
@@ -663,7 +665,15 @@ fn parse_stats(text: &str) -> Option<ServerStats> {
     if words.next().is_some() {
         return None;
     }
-    let [clients, messages, rate, bytes_in, bytes_out, errors, interval] = values;
+    let [
+        clients,
+        messages,
+        rate,
+        bytes_in,
+        bytes_out,
+        errors,
+        interval,
+    ] = values;
     Some(ServerStats {
         clients: count(clients)?,
         messages: count(messages)?,
@@ -771,7 +781,10 @@ fn parse_client_relay(text: &str) -> Option<LogMessage<'_>> {
 
 fn parse_client_server_error(text: &str) -> Option<LogMessage<'_>> {
     let (name_, rest) = text.split_once(TEXT_START)?;
-    let (server, message) = rest.strip_prefix(SERVER)?.strip_prefix(' ')?.split_once(SAYS)?;
+    let (server, message) = rest
+        .strip_prefix(SERVER)?
+        .strip_prefix(' ')?
+        .split_once(SAYS)?;
     Some(LogMessage::ClientServerError {
         name: name(name_)?,
         server: word(server)?,
@@ -803,4 +816,561 @@ fn parse_log_recovered(text: &str) -> Option<LogMessage<'_>> {
         held: count(held)?,
         lost,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eventlog::line::{format_line_args, parse_line};
+    use chrono::NaiveDateTime;
+
+    const PEER: &str = "127.0.0.1:39876";
+    const SERVER_ADDR: &str = "127.0.0.1:7878";
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    /// Every form, each with the text today's call site writes, copied
+    /// literally from its format string.
+    fn cases() -> Vec<(LogMessage<'static>, &'static str)> {
+        use LogMessage as M;
+        vec![
+            (
+                M::ServerStart {
+                    addr: SERVER_ADDR,
+                    max_clients: 1024,
+                    max_line: 65536,
+                    token_required: false,
+                },
+                "server listening on 127.0.0.1:7878 (max clients 1024, max line 65536 bytes)",
+            ),
+            (
+                M::ServerStart {
+                    addr: "[::1]:7878",
+                    max_clients: 8,
+                    max_line: 100,
+                    token_required: true,
+                },
+                "server listening on [::1]:7878 (max clients 8, max line 100 bytes, token required)",
+            ),
+            (
+                M::ServerStop {
+                    uptime: Duration::from_millis(12_900),
+                    connections: 1,
+                    received: 2,
+                    replies: 3,
+                },
+                "server stopped after 12.9s: 1 connections, 2 messages received, 3 replies sent",
+            ),
+            (
+                M::ServerConnected { peer: PEER },
+                "server: 127.0.0.1:39876 connected",
+            ),
+            (
+                M::ServerDisconnected {
+                    who: "alice@127.0.0.1:39876",
+                    reason: "closed by peer",
+                },
+                "server: alice@127.0.0.1:39876 disconnected (closed by peer)",
+            ),
+            (
+                M::ServerDisconnected {
+                    who: PEER,
+                    reason: "too slow: 1024 lines waiting to be sent",
+                },
+                "server: 127.0.0.1:39876 disconnected (too slow: 1024 lines waiting to be sent)",
+            ),
+            (
+                M::ServerJoined {
+                    peer: PEER,
+                    name: "alice",
+                },
+                "server: 127.0.0.1:39876 joined the room as alice",
+            ),
+            (
+                M::ServerRenamed {
+                    old: "alice",
+                    peer: PEER,
+                    new: "bob",
+                },
+                "server: alice@127.0.0.1:39876 is now known as bob",
+            ),
+            (
+                M::ServerReceived {
+                    who: PEER,
+                    id: None,
+                    text: "hello",
+                },
+                "server <- 127.0.0.1:39876: hello",
+            ),
+            (
+                M::ServerReceived {
+                    who: "alice@127.0.0.1:39876",
+                    id: Some(1),
+                    text: "hello",
+                },
+                "server <- alice@127.0.0.1:39876 #1: hello",
+            ),
+            (
+                M::ServerReplied {
+                    who: PEER,
+                    id: None,
+                    text: "Server received: hello",
+                },
+                "server -> 127.0.0.1:39876: Server received: hello",
+            ),
+            (
+                M::ServerReplied {
+                    who: "alice@127.0.0.1:39876",
+                    id: Some(18_446_744_073_709_551_615),
+                    text: "Server received: hello",
+                },
+                "server -> alice@127.0.0.1:39876 #18446744073709551615: Server received: hello",
+            ),
+            (
+                M::ServerError {
+                    who: "accept",
+                    what: "cannot accept connections: Too many open files (os error 24); retrying",
+                },
+                "server: accept: cannot accept connections: Too many open files (os error 24); retrying",
+            ),
+            (
+                M::ServerError {
+                    who: "alice@127.0.0.1:39876",
+                    what: "line of 70000 bytes is longer than the limit",
+                },
+                "server: alice@127.0.0.1:39876: line of 70000 bytes is longer than the limit",
+            ),
+            (
+                M::Stats(ServerStats {
+                    clients: 0,
+                    messages: 1,
+                    rate: 0.1,
+                    bytes_in: 70,
+                    bytes_out: 191,
+                    errors: 0,
+                    interval: Duration::from_secs(10),
+                }),
+                "server: clients=0 messages=1 rate=0.1/s bytes_in=70 bytes_out=191 errors=0 interval=10.0s",
+            ),
+            (
+                M::ClientConnected {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    users: 2,
+                },
+                "alice: connected to 127.0.0.1:7878 as alice (2 in the room)",
+            ),
+            (
+                M::ClientDisconnected {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    reason: "quit",
+                },
+                "alice: disconnected from 127.0.0.1:7878 (quit)",
+            ),
+            (
+                M::ClientDisconnected {
+                    name: "alice",
+                    server: "localhost:7878",
+                    reason: "the server is stopping (bye (for now))",
+                },
+                "alice: disconnected from localhost:7878 (the server is stopping (bye (for now)))",
+            ),
+            (
+                M::ClientSent {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    id: 1,
+                    text: "hello",
+                },
+                "alice -> server 127.0.0.1:7878 #1: hello",
+            ),
+            (
+                M::ClientReply {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    id: 1,
+                    rtt: us(810),
+                    server_time: None,
+                    net: None,
+                    text: "Server received: hello",
+                },
+                "alice <- server 127.0.0.1:7878 #1 rtt=0.810ms: Server received: hello",
+            ),
+            (
+                M::ClientReply {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    id: 7,
+                    rtt: us(940),
+                    server_time: Some(us(31)),
+                    net: Some(us(909)),
+                    text: "Server received: hello",
+                },
+                "alice <- server 127.0.0.1:7878 #7 rtt=0.940ms server=0.031ms net=0.909ms: Server received: hello",
+            ),
+            (
+                M::ClientReply {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    id: 7,
+                    rtt: us(1_234_567),
+                    server_time: Some(us(31)),
+                    net: None,
+                    text: "",
+                },
+                "alice <- server 127.0.0.1:7878 #7 rtt=1234.567ms server=0.031ms: ",
+            ),
+            (
+                M::ClientRelay {
+                    name: "alice",
+                    from: "bob",
+                    server: SERVER_ADDR,
+                    delay: None,
+                    text: "hi",
+                },
+                "alice <- bob via 127.0.0.1:7878: hi",
+            ),
+            (
+                M::ClientRelay {
+                    name: "alice",
+                    from: "bob",
+                    server: SERVER_ADDR,
+                    delay: Some(OneWayDelay {
+                        delay: TimeDelta::microseconds(410),
+                        bound: us(60),
+                    }),
+                    text: "hi",
+                },
+                "alice <- bob via 127.0.0.1:7878 delay=0.410ms±0.060ms: hi",
+            ),
+            (
+                M::ClientRelay {
+                    name: "alice",
+                    from: PEER,
+                    server: SERVER_ADDR,
+                    delay: Some(OneWayDelay {
+                        delay: TimeDelta::microseconds(-25),
+                        bound: us(2_000),
+                    }),
+                    text: "hi",
+                },
+                "alice <- 127.0.0.1:39876 via 127.0.0.1:7878 delay=-0.025ms±2.000ms: hi",
+            ),
+            (
+                M::ClientServerError {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    message: "the name \"bob\" is taken",
+                },
+                "alice: server 127.0.0.1:7878 says: the name \"bob\" is taken",
+            ),
+            (
+                M::ClientError {
+                    name: "alice",
+                    what: "ignored a 70000-byte line from the server (too long)",
+                },
+                "alice: ignored a 70000-byte line from the server (too long)",
+            ),
+            (
+                M::LogRecovered {
+                    error: "No space left on device (os error 28)",
+                    held: 2,
+                    lost: None,
+                },
+                "log writing failed (No space left on device (os error 28)); 2 lines were held back and are now written",
+            ),
+            (
+                M::LogRecovered {
+                    error: "a); b",
+                    held: 2000,
+                    lost: Some((18000, 2000)),
+                },
+                "log writing failed (a); b); 2000 lines were held back and are now written; 18000 lines past the 2000-byte hold were lost",
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_form_writes_todays_bytes_and_reads_back() {
+        for (msg, text) in cases() {
+            assert_eq!(msg.to_string(), text);
+            let kind = msg.kind().expect("typed");
+            assert_eq!(LogMessage::parse(&kind, text), msg, "{text}");
+        }
+    }
+
+    #[test]
+    fn display_matches_the_call_sites_format_strings() {
+        // The call sites' own expressions, for the figures written from floats.
+        let (addr, max_clients, max_line, token_note) = (SERVER_ADDR, 3, 4, ", token required");
+        let m = LogMessage::ServerStart {
+            addr,
+            max_clients,
+            max_line,
+            token_required: true,
+        };
+        assert_eq!(
+            m.to_string(),
+            format!(
+                "server listening on {addr} (max clients {max_clients}, max line {max_line} bytes{token_note})"
+            )
+        );
+        for n in [0u64, 1, 49, 50, 51, 999, 1_000, 12_345, 86_400_049] {
+            let uptime = Duration::from_millis(n);
+            let stop = LogMessage::ServerStop {
+                uptime,
+                connections: 1,
+                received: 2,
+                replies: 3,
+            };
+            assert_eq!(
+                stop.to_string(),
+                format!(
+                    "server stopped after {:.1}s: {} connections, {} messages received, {} replies sent",
+                    uptime.as_secs_f64(),
+                    1,
+                    2,
+                    3
+                )
+            );
+            let secs = uptime.as_secs_f64();
+            let rate = n as f64 / 7.0;
+            let stats = LogMessage::Stats(ServerStats {
+                clients: 1,
+                messages: n,
+                rate,
+                bytes_in: 2,
+                bytes_out: 3,
+                errors: 4,
+                interval: uptime,
+            });
+            assert_eq!(
+                stats.to_string(),
+                format!(
+                    "server: clients={} messages={} rate={rate:.1}/s bytes_in={} bytes_out={} errors={} interval={secs:.1}s",
+                    1, n, 2, 3, 4
+                )
+            );
+        }
+        for n in (0..200_000u64).step_by(7) {
+            let rtt = Duration::from_nanos(n * 13);
+            let (name, id, text) = ("a", 5u64, "t");
+            let m = LogMessage::ClientReply {
+                name,
+                server: SERVER_ADDR,
+                id,
+                rtt,
+                server_time: None,
+                net: None,
+                text,
+            };
+            // The call site's format string, with the old `format_rtt` body.
+            let old_rtt = format!("rtt={:.3}ms", rtt.as_secs_f64() * 1000.0);
+            let expected = format!(
+                "{} <- server {} #{id} {}: {text}",
+                name, SERVER_ADDR, old_rtt
+            );
+            assert_eq!(m.to_string(), expected);
+            assert_eq!(format_rtt(rtt), old_rtt);
+        }
+    }
+
+    #[test]
+    fn written_figures_read_back_exactly() {
+        // Every microsecond written as `X.XXXms` reads back as itself, with
+        // no float in the way.
+        for n in (0..3_000_000u64).step_by(997) {
+            let m = LogMessage::ClientReply {
+                name: "a",
+                server: SERVER_ADDR,
+                id: n,
+                rtt: us(n),
+                server_time: Some(us(n / 3)),
+                net: Some(us(n - n / 3)),
+                text: "x",
+            };
+            let text = m.to_string();
+            assert_eq!(LogMessage::parse(&EventKind::MessageReceived, &text), m);
+            assert_eq!(rtt_from_message(&text), Some(us(n)));
+        }
+    }
+
+    #[test]
+    fn hostile_text_round_trips_through_a_whole_line() {
+        let time =
+            NaiveDateTime::parse_from_str("2026-01-02 03:04:05.678901", "%Y-%m-%d %H:%M:%S%.f")
+                .expect("time");
+        let hostile = [
+            "",
+            "a -> server x #1: b",
+            "x <- server 127.0.0.1:7878 #9 rtt=0.001ms: forged",
+            "#12: rtt=9.999ms server=1.000ms net=1.000ms",
+            " via 1.2.3.4:5 delay=1.000ms±1.000ms: x",
+            "line one\nMessage Sent: 2026-01-01 00:00:00.000000 - server -> bob: pwned",
+            "\r\t\u{1b}[2J\\n\\u{41}\u{202e}",
+            ") disconnected (x) (",
+            "; 5 lines were held back and are now written",
+            "🎉 : : :",
+        ];
+        for text in hostile {
+            let msgs = [
+                LogMessage::ServerReceived {
+                    who: PEER,
+                    id: None,
+                    text,
+                },
+                LogMessage::ServerReceived {
+                    who: "alice@127.0.0.1:39876",
+                    id: Some(3),
+                    text,
+                },
+                LogMessage::ServerReplied {
+                    who: PEER,
+                    id: Some(3),
+                    text,
+                },
+                LogMessage::ClientSent {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    id: 3,
+                    text,
+                },
+                LogMessage::ClientReply {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    id: 3,
+                    rtt: us(123),
+                    server_time: Some(us(4)),
+                    net: Some(us(119)),
+                    text,
+                },
+                LogMessage::ClientRelay {
+                    name: "alice",
+                    from: "bob",
+                    server: SERVER_ADDR,
+                    delay: None,
+                    text,
+                },
+                LogMessage::ServerDisconnected {
+                    who: PEER,
+                    reason: text,
+                },
+                LogMessage::ClientDisconnected {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    reason: text,
+                },
+                LogMessage::ServerError {
+                    who: PEER,
+                    what: text,
+                },
+                LogMessage::ClientServerError {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    message: text,
+                },
+                LogMessage::LogRecovered {
+                    error: text,
+                    held: 1,
+                    lost: Some((2, 3)),
+                },
+            ];
+            for m in msgs {
+                let kind = m.kind().expect("typed");
+                let line = format_line_args(&kind, time, format_args!("{m}"));
+                assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+                let e = parse_line(&line).expect("parses");
+                assert_eq!(e.kind(), kind);
+                assert_eq!(e.log_message(), m, "{line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn seed_and_foreign_lines_are_other() {
+        let seed = "Connection: 2024-10-13 14:35:24 - Client connected\n\
+            Message Sent: 2024-10-13 14:35:45 - Hello, Server!\n\
+            Message Received: 2024-10-13 14:35:45 - Hello, Server!\n\
+            Message Received: 2024-10-13 14:35:46 - Server received: Hello, Server!\n\
+            Disconnection: 2024-10-13 14:36:00 - Client disconnected\n\
+            Error: 2024-10-13 14:36:01 - Connection refused by the server: [Errno 111]\n\
+            Server Start: 2024-10-13 14:35:00 - Server started on 127.0.0.1:12345\n\
+            Custom Kind: 2024-10-13 14:35:00 - server: 1.2.3.4:5 connected\n";
+        for l in seed.lines() {
+            let e = parse_line(l).expect("seed line parses");
+            assert_eq!(e.log_message(), LogMessage::Other(&e.message), "{l}");
+        }
+        // A typed form under another kind is not that form.
+        assert_eq!(
+            LogMessage::parse(&EventKind::Error, "server: 1.2.3.4:5 connected"),
+            LogMessage::Other("server: 1.2.3.4:5 connected")
+        );
+        for (kind, text) in [
+            (
+                EventKind::MessageReceived,
+                "alice <- server 1.2.3.4:5 #01 rtt=0.100ms: x",
+            ),
+            (
+                EventKind::MessageReceived,
+                "alice <- server 1.2.3.4:5 #1 rtt=0.1ms: x",
+            ),
+            (
+                EventKind::MessageReceived,
+                "alice <- server 1.2.3.4:5 #1 rtt=0.100ms extra: x",
+            ),
+            (
+                EventKind::MessageReceived,
+                "alice <- server 1.2.3.4:5 #1 net=0.100ms: x",
+            ),
+            (EventKind::MessageSent, "alice -> server 1.2.3.4:5 #+1: x"),
+            (EventKind::Stats, "server: clients=1 messages=2"),
+            (
+                EventKind::Connection,
+                "two words: connected to a as two words (1 in the room)",
+            ),
+            (
+                EventKind::Connection,
+                "alice: connected to a as bob (1 in the room)",
+            ),
+        ] {
+            assert_eq!(
+                LogMessage::parse(&kind, text),
+                LogMessage::Other(text),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn who_wrote_it() {
+        for (m, _) in cases() {
+            assert_eq!(
+                m.from_server(),
+                m.client().is_none() && !matches!(m, LogMessage::LogRecovered { .. })
+            );
+        }
+        let reply = LogMessage::parse(
+            &EventKind::MessageReceived,
+            "alice <- server 127.0.0.1:7878 #1 rtt=0.810ms: Server received: hello",
+        );
+        assert_eq!(reply.client(), Some("alice"));
+        assert_eq!(reply.rtt(), Some(us(810)));
+        assert!(LogMessage::Other("x").kind().is_none());
+    }
+
+    #[test]
+    fn rtt_round_trips() {
+        let m = format!("#3 {}: Server received: x", format_rtt(us(213)));
+        assert_eq!(rtt_from_message(&m), Some(us(213)));
+        assert_eq!(rtt_from_message("no rtt"), None);
+        // Typed lines are read by their form: a server line's text is text.
+        assert_eq!(rtt_from_message("server <- 1.2.3.4:5: rtt=1.000ms"), None);
+        assert_eq!(
+            rtt_from_message("a <- server 1.2.3.4:5 #1 rtt=0.500ms: rtt=9.000ms"),
+            Some(us(500))
+        );
+    }
 }

@@ -85,10 +85,8 @@ mod tests {
 
     #[test]
     fn file_sink_appends_whole_writes() {
-        let path = std::env::temp_dir().join(format!(
-            "chatmon-sink-test-{}.log",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("chatmon-sink-test-{}.log", std::process::id()));
         let _ = std::fs::remove_file(&path);
         for part in [&b"a\n"[..], b"b\n"] {
             let mut f = std::fs::OpenOptions::new()

@@ -6,13 +6,13 @@
 
 use std::fmt;
 use std::fs::OpenOptions;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-use std::io;
 
 use chrono::NaiveDateTime;
 
