@@ -775,4 +775,42 @@ mod tests {
         log.flush();
         assert_eq!(log.unwritten(), 0);
     }
+
+    #[test]
+    fn record_writes_the_typed_message_as_the_line_format_does() {
+        let sink = MemorySink::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let log = EventLog::with_sink(sink.clone())
+            .expect("spawn")
+            .with_tap(Arc::new(move |l: &str| {
+                s.lock().expect("lock").push(l.to_string());
+            }));
+        let time = t("2026-01-02 03:04:05.678901");
+        let msg = LogMessage::ServerReceived {
+            who: "alice@127.0.0.1:5000",
+            id: Some(4),
+            text: "hi\nthere\u{1b}",
+        };
+        log.record_at(EventKind::MessageReceived, time, &msg);
+        log.record(EventKind::Other("Custom".into()), &LogMessage::Other("x"));
+        log.flush();
+        let text = String::from_utf8(sink.0.lock().expect("lock").clone()).expect("utf8");
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        assert_eq!(
+            lines[0],
+            "Message Received: 2026-01-02 03:04:05.678901 - server <- alice@127.0.0.1:5000 #4: hi\\nthere\\u{1b}\n"
+        );
+        let e = parse_line(lines[0]).expect("parses");
+        assert_eq!(e.log_message(), msg);
+        assert!(lines[1].starts_with("Custom: ") && lines[1].ends_with(" - x\n"));
+        assert_eq!(*seen.lock().expect("lock"), lines);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "logged as Error")]
+    fn record_refuses_a_message_under_another_kind() {
+        EventLog::null().record(EventKind::Error, &LogMessage::ServerConnected { peer: "p" });
+    }
 }
