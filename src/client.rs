@@ -4,6 +4,7 @@
 //! socket; this task never touches the terminal.
 
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -72,9 +73,15 @@ pub enum ClientEvent {
         users: Vec<String>,
         /// The server's own description from its welcome.
         server: String,
+        /// The server runs inside a chat TUI (its welcome says so), so that
+        /// when it goes away another TUI may take over its address.
+        embedded: bool,
     },
     Disconnected {
+        /// What happened, in words for the user.
         reason: String,
+        /// What happened, for code to act on (never match on `reason`).
+        kind: DisconnectKind,
         retry_in: Duration,
     },
     /// Queued because the connection is down; sent after reconnecting.
@@ -131,6 +138,23 @@ pub enum ClientEvent {
     },
     /// The task has ended (after `Quit`).
     Closed,
+}
+
+/// Why the client is disconnected, in a form code can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectKind {
+    /// Nothing listens at the server's address (the connect was refused):
+    /// the server is gone, not merely unreachable.
+    ConnectRefused,
+    /// The connect failed otherwise (no route, name not resolved, timeout).
+    ConnectFailed,
+    /// An established connection was lost or closed.
+    Lost,
+    /// The server said it is stopping.
+    ServerStopping,
+    /// The server would not have us (token, name, version), or is no chat
+    /// server; retrying soon will not help.
+    Refused,
 }
 
 /// The UI's end of a connection task.
@@ -239,10 +263,51 @@ struct Task {
     quit: bool,
 }
 
-enum SessionEnd {
-    Lost(String),
+/// Why a connection ended. Its `Display` is the reason the UI shows (and the
+/// client's `Disconnection` log line carries), so the texts must not change.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("cannot connect to {server}: {error}")]
+    Connect { server: String, error: io::Error },
+    #[error("connection to {server} failed: {error}")]
+    Hello { server: String, error: io::Error },
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("connection lost: {0}")]
+    Io(io::Error),
+    /// The server said it is stopping, with these words.
+    #[error("{}", stopping(.0))]
+    Stopping(String),
+    #[error("{server} does not speak the chat protocol (it said: {said})")]
+    NotChat { server: String, said: String },
+    #[error("the server refused us: {0}")]
+    RefusedBy(String),
+}
+
+impl ConnError {
+    /// The kind the UI acts on.
+    fn kind(&self) -> DisconnectKind {
+        match self {
+            ConnError::Connect { error, .. }
+                if error.kind() == io::ErrorKind::ConnectionRefused =>
+            {
+                DisconnectKind::ConnectRefused
+            }
+            ConnError::Connect { .. } => DisconnectKind::ConnectFailed,
+            ConnError::Hello { .. } | ConnError::Closed | ConnError::Io(_) => DisconnectKind::Lost,
+            ConnError::Stopping(_) => DisconnectKind::ServerStopping,
+            ConnError::NotChat { .. } | ConnError::RefusedBy(_) => DisconnectKind::Refused,
+        }
+    }
+
     /// The server refused us for a reason retrying will not fix soon.
-    Refused(String),
+    fn is_refusal(&self) -> bool {
+        self.kind() == DisconnectKind::Refused
+    }
+}
+
+enum SessionEnd {
+    Ended(ConnError),
     Quit,
 }
 
@@ -270,19 +335,22 @@ async fn run(
         let end = match TcpStream::connect(&t.config.server).await {
             Ok(stream) => {
                 let end = t.session(stream).await;
-                if matches!(end, SessionEnd::Lost(_)) {
+                if matches!(&end, SessionEnd::Ended(e) if !e.is_refusal()) {
                     // We were connected, so the next failure starts a fresh
                     // backoff rather than continuing an old one.
                     attempt = 1;
                 }
                 end
             }
-            Err(e) => SessionEnd::Lost(format!("cannot connect to {}: {e}", t.config.server)),
+            Err(error) => SessionEnd::Ended(ConnError::Connect {
+                server: t.config.server.clone(),
+                error,
+            }),
         };
-        let (reason, base) = match end {
+        let (error, base) = match end {
             SessionEnd::Quit => break,
-            SessionEnd::Lost(r) => (r, 0),
-            SessionEnd::Refused(r) => (r, 5),
+            SessionEnd::Ended(e) if e.is_refusal() => (e, REFUSED_BACKOFF_STEPS),
+            SessionEnd::Ended(e) => (e, 0),
         };
         // Whatever was in flight is now unknown: say so instead of waiting.
         for id in t.rtt.drain() {
@@ -293,7 +361,8 @@ async fn run(
         }
         let retry_in = backoff(attempt + base);
         t.emit(ClientEvent::Disconnected {
-            reason: reason.clone(),
+            reason: error.to_string(),
+            kind: error.kind(),
             retry_in,
         });
         t.wait_commands(retry_in).await;
@@ -308,10 +377,29 @@ async fn run(
     t.emit(ClientEvent::Closed);
 }
 
+/// First reconnect delay.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// Doublings of the reconnect delay before it stops growing.
+const BACKOFF_DOUBLINGS: u32 = 6;
+/// Longest reconnect delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Extra backoff steps after a refusal: retrying at once will not help.
+const REFUSED_BACKOFF_STEPS: u32 = 5;
+/// Read buffer of the connection.
+const READ_BUF: usize = 16 * 1024;
+/// How often replies are checked for their timeout.
+const EXPIRY_TICK: Duration = Duration::from_millis(250);
+/// Shortest ping period, whatever the configuration says.
+const MIN_PING_EVERY: Duration = Duration::from_millis(100);
+/// Characters of a non-chat server's first line quoted in the error.
+const QUOTE_CHARS: usize = 80;
+
 /// Backoff before reconnect attempt `n`: 100 ms doubling, capped at 5 s.
 pub fn backoff(attempt: u32) -> Duration {
-    let ms = 100u64.saturating_mul(1 << attempt.saturating_sub(1).min(6));
-    Duration::from_millis(ms.min(5000))
+    let doublings = attempt.saturating_sub(1).min(BACKOFF_DOUBLINGS);
+    BACKOFF_FIRST
+        .saturating_mul(1 << doublings)
+        .min(BACKOFF_MAX)
 }
 
 impl Task {
@@ -364,24 +452,28 @@ impl Task {
             subscribe: self.subscribe,
         });
         if let Err(e) = wr.write_all(hello.as_bytes()).await {
-            return SessionEnd::Lost(format!("connection to {} failed: {e}", self.peer()));
+            // Not logged as a disconnection: we never were connected.
+            return SessionEnd::Ended(ConnError::Hello {
+                server: self.peer().to_string(),
+                error: e,
+            });
         }
         let mut framer = LineFramer::new(self.config.max_line);
         let mut frames = Vec::new();
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = vec![0u8; READ_BUF];
         let mut welcomed = false;
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut tick = tokio::time::interval(EXPIRY_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let every = self.config.ping_every.max(Duration::from_millis(100));
+        let every = self.config.ping_every.max(MIN_PING_EVERY);
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 r = rd.read(&mut buf) => {
                     let n = match r {
-                        Ok(0) => return self.lost("the server closed the connection"),
+                        Ok(0) => return self.lost(ConnError::Closed),
                         Ok(n) => n,
-                        Err(e) => return self.lost(&format!("connection lost: {e}")),
+                        Err(e) => return self.lost(ConnError::Io(e)),
                     };
                     let now = Instant::now();
                     framer.push(&buf[..n], &mut frames);
@@ -399,11 +491,10 @@ impl Task {
                                 // A plain-mode server (or something else) answered.
                                 let text = String::from_utf8_lossy(&line);
                                 if !welcomed {
-                                    return SessionEnd::Refused(format!(
-                                        "{} does not speak the chat protocol (it said: {})",
-                                        self.peer(),
-                                        truncate(&text, 80)
-                                    ));
+                                    return SessionEnd::Ended(ConnError::NotChat {
+                                        server: self.peer().to_string(),
+                                        said: truncate(&text, QUOTE_CHARS),
+                                    });
                                 }
                                 self.error(&format!("ignored a line the server sent: {e}"));
                                 continue;
@@ -411,25 +502,25 @@ impl Task {
                         };
                         if !welcomed {
                             match msg {
-                                ServerMsg::Welcome { name, users, server } => {
+                                ServerMsg::Welcome { name, users, server, embedded } => {
                                     welcomed = true;
                                     self.name = name.clone();
                                     self.log.log(EventKind::Connection, &format!(
                                         "{name}: connected to {} as {name} ({} in the room)",
                                         self.peer(), users.len()));
-                                    self.emit(ClientEvent::Connected { name, users, server });
+                                    self.emit(ClientEvent::Connected { name, users, server, embedded });
                                     // Deliver what was typed while we were away.
                                     while let Some((id, text)) = self.queued.pop_front() {
                                         if let Err(e) = self.send_msg(&mut wr, id, text).await {
-                                            return self.lost(&e);
+                                            return self.lost(e);
                                         }
                                     }
                                 }
                                 ServerMsg::Error { message } => {
-                                    return SessionEnd::Refused(format!("the server refused us: {message}"));
+                                    return SessionEnd::Ended(ConnError::RefusedBy(message));
                                 }
                                 ServerMsg::Shutdown { message } => {
-                                    return self.lost(&stopping(&message));
+                                    return self.lost(ConnError::Stopping(message));
                                 }
                                 _ => {}
                             }
@@ -466,7 +557,7 @@ impl Task {
                         }
                     };
                     if let Err(e) = r {
-                        return self.lost(&e);
+                        return self.lost(e);
                     }
                 }
                 _ = tick.tick() => {
@@ -476,14 +567,14 @@ impl Task {
                 }
                 _ = ping.tick(), if welcomed => {
                     if let Err(e) = write_msg(&mut wr, &ClientMsg::Ping).await {
-                        return self.lost(&e);
+                        return self.lost(e);
                     }
                 }
             }
         }
     }
 
-    fn lost(&self, reason: &str) -> SessionEnd {
+    fn lost(&self, reason: ConnError) -> SessionEnd {
         self.log.log(
             EventKind::Disconnection,
             &format!(
@@ -492,7 +583,7 @@ impl Task {
                 self.peer()
             ),
         );
-        SessionEnd::Lost(reason.to_string())
+        SessionEnd::Ended(reason)
     }
 
     fn error(&self, what: &str) {
@@ -506,7 +597,7 @@ impl Task {
         wr: &mut tokio::net::tcp::OwnedWriteHalf,
         id: u64,
         text: String,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConnError> {
         let line = protocol::encode(&ClientMsg::Msg {
             id,
             text: text.clone(),
@@ -521,7 +612,7 @@ impl Task {
             // Not written: keep it for the next connection.
             self.queued.push_front((id, text));
             self.emit(ClientEvent::Queued { id });
-            return Err(format!("connection lost: {e}"));
+            return Err(ConnError::Io(e));
         }
         self.rtt.sent(id, at);
         self.log.log_args(
@@ -583,7 +674,7 @@ impl Task {
                 self.emit(ClientEvent::ServerError(message));
             }
             ServerMsg::Shutdown { message } => {
-                return Some(self.lost(&stopping(&message)));
+                return Some(self.lost(ConnError::Stopping(message)));
             }
             ServerMsg::Event { line } => self.emit(ClientEvent::ServerEvent(line)),
             ServerMsg::Dropped { count } => self.emit(ClientEvent::EventsDropped(count)),
@@ -607,15 +698,16 @@ impl Task {
 async fn write_msg(
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
     msg: &ClientMsg,
-) -> Result<(), String> {
+) -> Result<(), ConnError> {
     wr.write_all(protocol::encode(msg).as_bytes())
         .await
-        .map_err(|e| format!("connection lost: {e}"))
+        .map_err(ConnError::Io)
 }
 
-/// Words for a server's shutdown notice, without saying it twice.
+/// Words for a server's shutdown notice, without saying it twice: chatmon's
+/// own notice is [`protocol::SHUTDOWN_NOTICE`].
 fn stopping(message: &str) -> String {
-    if message.contains("stopping") {
+    if message == protocol::SHUTDOWN_NOTICE {
         format!("the {message}")
     } else {
         format!("the server is stopping ({message})")

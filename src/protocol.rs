@@ -24,6 +24,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_NAME_LEN: usize = 32;
 /// The prefix of every reply, as in the seed.
 pub const REPLY_PREFIX: &str = "Server received: ";
+/// The words of the `shutdown` message a stopping chatmon server sends.
+pub const SHUTDOWN_NOTICE: &str = "server is stopping";
 /// The first line a plain session sends when the server requires a token.
 pub const PLAIN_AUTH_PREFIX: &str = "AUTH ";
 
@@ -65,10 +67,20 @@ fn is_false(b: &bool) -> bool {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// Answer to `hello`: the name actually given and who is in the room.
+    /// On the wire `embedded` is no field of its own: an embedded server's
+    /// `server` text ends with [`EMBEDDED_MARK`], as it always has, and the
+    /// decoder sets `embedded` from it.
+    #[serde(
+        serialize_with = "welcome::serialize",
+        deserialize_with = "welcome::deserialize"
+    )]
     Welcome {
         name: String,
         users: Vec<String>,
+        /// The server's own description (`chatmon 0.1.0 ...`).
         server: String,
+        /// Run by a chat TUI in its own process (see [`EMBEDDED_MARK`]).
+        embedded: bool,
     },
     /// Answer to one `msg`, carrying its id.
     Reply { id: u64, text: String },
@@ -104,6 +116,86 @@ pub enum ServerMsg {
         msgs_per_sec: f64,
         uptime_secs: u64,
     },
+}
+
+/// Appended to the welcome's `server` text by an embedded server (one a chat
+/// TUI runs in its own process), so that when it goes away other TUIs may take
+/// over its address, while a stopped `chatmon serve` keeps its address free
+/// for its restart.
+pub const EMBEDDED_MARK: &str = "(in a chat TUI)";
+
+/// The welcome's `server` text of this build.
+pub fn server_description(embedded: bool) -> String {
+    if embedded {
+        format!("chatmon {} {EMBEDDED_MARK}", env!("CARGO_PKG_VERSION"))
+    } else {
+        format!("chatmon {}", env!("CARGO_PKG_VERSION"))
+    }
+}
+
+/// The wire form of [`ServerMsg::Welcome`]: the fields as they were before
+/// `embedded` existed, so that the bytes stay the same.
+mod welcome {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::EMBEDDED_MARK;
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        name: &'a str,
+        users: &'a [String],
+        server: &'a str,
+    }
+
+    #[derive(Deserialize)]
+    struct In {
+        name: String,
+        users: Vec<String>,
+        server: String,
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        name: &str,
+        users: &[String],
+        server: &str,
+        _embedded: &bool,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        Out {
+            name,
+            users,
+            server,
+        }
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<(String, Vec<String>, String, bool), D::Error> {
+        let w = In::deserialize(d)?;
+        let embedded = w.server.ends_with(EMBEDDED_MARK);
+        Ok((w.name, w.users, w.server, embedded))
+    }
+}
+
+/// Why a display name is refused. The texts are what users see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("name is empty")]
+    Empty,
+    #[error("name is longer than {MAX_NAME_LEN} characters")]
+    TooLong,
+    #[error("name may only hold letters, digits, '_', '-' and '.' (not {0:?})")]
+    BadChar(char),
+    #[error("the name {0:?} is reserved")]
+    Reserved(String),
+}
+
+/// Why a message's text is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    #[error("message holds a NUL byte (at byte {at})")]
+    NulByte { at: usize },
 }
 
 /// Why a line could not be decoded.
@@ -197,24 +289,22 @@ pub fn reply_text(text: &str) -> String {
 /// Checks a display name: 1..=32 characters, letters, digits and `_-.`, and
 /// not one that could pass for the server (compared by [`name_key`], so that
 /// `ЅERVER` with a Cyrillic `Ѕ` is refused too).
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), NameError> {
     let n = name.chars().count();
     if n == 0 {
-        return Err("name is empty".into());
+        return Err(NameError::Empty);
     }
     if n > MAX_NAME_LEN {
-        return Err(format!("name is longer than {MAX_NAME_LEN} characters"));
+        return Err(NameError::TooLong);
     }
     if let Some(c) = name.chars().find(|&c| !name_char(c)) {
-        return Err(format!(
-            "name may only hold letters, digits, '_', '-' and '.' (not {c:?})"
-        ));
+        return Err(NameError::BadChar(c));
     }
     if matches!(
         name_key(name).as_str(),
         "server" | "chatmon" | "system" | "you"
     ) {
-        return Err(format!("the name {name:?} is reserved"));
+        return Err(NameError::Reserved(name.to_string()));
     }
     Ok(())
 }
@@ -299,9 +389,9 @@ pub fn is_chat_before_hello(line: &[u8]) -> bool {
 
 /// Checks the text of a message: NUL bytes are refused (they truncate text in
 /// C tools and terminals); everything else is kept and escaped where shown.
-pub fn check_text(text: &str) -> Result<(), String> {
+pub fn check_text(text: &str) -> Result<(), TextError> {
     match text.find('\0') {
-        Some(i) => Err(format!("message holds a NUL byte (at byte {i})")),
+        Some(at) => Err(TextError::NulByte { at }),
         None => Ok(()),
     }
 }
@@ -616,7 +706,50 @@ mod tests {
     fn nul_bytes_are_refused() {
         assert!(check_text("fine \u{1b}[31m").is_ok());
         let e = check_text("a\0b").unwrap_err();
-        assert!(e.contains("NUL byte (at byte 1)"), "{e}");
+        assert_eq!(e, TextError::NulByte { at: 1 });
+        assert_eq!(e.to_string(), "message holds a NUL byte (at byte 1)");
+    }
+
+    #[test]
+    fn welcome_wire_is_unchanged_and_decodes_embedded() {
+        for embedded in [false, true] {
+            let w = ServerMsg::Welcome {
+                name: "a".into(),
+                users: vec!["a".into()],
+                server: server_description(embedded),
+                embedded,
+            };
+            let line = encode(&w);
+            let want = format!(
+                "{{\"type\":\"welcome\",\"name\":\"a\",\"users\":[\"a\"],\"server\":\"{}\"}}\n",
+                server_description(embedded)
+            );
+            assert_eq!(line, want);
+            assert_eq!(line.ends_with("(in a chat TUI)\"}\n"), embedded);
+            let back: ServerMsg = decode(line.trim_end().as_bytes()).expect("decodes");
+            assert_eq!(back, w);
+        }
+    }
+
+    #[test]
+    fn name_errors_read_as_before() {
+        assert_eq!(validate_name("").unwrap_err().to_string(), "name is empty");
+        assert_eq!(
+            validate_name(&"x".repeat(33)).unwrap_err().to_string(),
+            "name is longer than 32 characters"
+        );
+        assert_eq!(
+            validate_name("a b").unwrap_err().to_string(),
+            "name may only hold letters, digits, '_', '-' and '.' (not ' ')"
+        );
+        assert_eq!(
+            validate_name("Server").unwrap_err(),
+            NameError::Reserved("Server".into())
+        );
+        assert_eq!(
+            validate_name("Server").unwrap_err().to_string(),
+            "the name \"Server\" is reserved"
+        );
     }
 
     #[test]

@@ -99,15 +99,6 @@ pub fn set_keepalive(sock: &impl AsRawFd, idle: Duration) -> io::Result<()> {
     Ok(())
 }
 
-/// Resident memory of this process in bytes (Linux), for reports.
-pub fn resident_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok()?)
-}
-
 /// Number of threads of this process (Linux).
 pub fn thread_count() -> Option<usize> {
     Some(std::fs::read_dir("/proc/self/task").ok()?.count())

@@ -392,6 +392,7 @@ impl App {
                 name,
                 users,
                 server,
+                ..
             } => {
                 self.server_embedded = server.ends_with(crate::server::EMBEDDED_MARK);
                 let was_down = matches!(self.conn, ConnState::Disconnected { .. });
@@ -406,7 +407,9 @@ impl App {
                 };
                 self.notice(Level::Info, msg);
             }
-            ClientEvent::Disconnected { reason, retry_in } => {
+            ClientEvent::Disconnected {
+                reason, retry_in, ..
+            } => {
                 let first = !matches!(&self.conn, ConnState::Disconnected { reason: r, .. } if *r == reason);
                 self.conn = ConnState::Disconnected {
                     reason: reason.clone(),
