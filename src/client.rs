@@ -16,6 +16,16 @@ use tokio::sync::mpsc;
 use crate::eventlog::{self, EventKind, EventLog};
 use crate::protocol::{self, ClientMsg, Frame, LineFramer, PROTOCOL_VERSION, ServerMsg};
 
+/// A message without a reply this long is shown as timed out.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest line taken from the server: relayed lines carry JSON overhead on
+/// top of the server's own limit.
+pub const DEFAULT_MAX_LINE: usize = protocol::DEFAULT_MAX_LINE * 2 + 1024;
+/// Messages typed while disconnected that are kept for later.
+pub const DEFAULT_MAX_QUEUED: usize = 1000;
+/// Ping period: well under the server's default idle timeout of 10 minutes.
+pub const DEFAULT_PING_EVERY: Duration = Duration::from_secs(25);
+
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -44,11 +54,10 @@ impl ClientConfig {
             name: name.into(),
             token: None,
             subscribe: false,
-            reply_timeout: Duration::from_secs(5),
-            // Relayed lines carry JSON overhead on top of the server's limit.
-            max_line: protocol::DEFAULT_MAX_LINE * 2 + 1024,
-            max_queued: 1000,
-            ping_every: Duration::from_secs(25),
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
+            max_line: DEFAULT_MAX_LINE,
+            max_queued: DEFAULT_MAX_QUEUED,
+            ping_every: DEFAULT_PING_EVERY,
         }
     }
 }
@@ -196,7 +205,7 @@ pub fn spawn(
 
 /// Round trips in flight, matched by id (not by order: relays interleave).
 #[derive(Debug, Default)]
-pub struct RttTracker {
+pub(crate) struct RttTracker {
     pending: HashMap<u64, Pending>,
 }
 
@@ -244,7 +253,8 @@ impl RttTracker {
         ids
     }
 
-    pub fn in_flight(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
         self.pending.len()
     }
 }

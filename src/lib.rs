@@ -8,16 +8,16 @@
 //!   encoder, one decoder). Uses nothing else of chatmon.
 //! - [`eventlog`]: the log line format (one writer, one parser) and the
 //!   non-blocking log writer shared by server and client. `→ sys`.
-//! - [`shutdown`]: the one stop signal every long-lived thread observes, and
+//! - `shutdown` (crate-private): the one stop signal every long-lived thread observes, and
 //!   the wait until they are gone. Uses nothing else of chatmon.
 //! - `accept` (crate-private): the accept loop shared by the chat listener and
 //!   the metrics endpoint, with backoff on transient errors. `→ shutdown, sys`.
 //! - [`server`]: listener, per-client session threads, the relay hub, and the
-//!   figures it keeps (`server::stats`). `→ protocol, eventlog, shutdown,
+//!   figures it keeps (`server/stats.rs`). `→ protocol, eventlog, shutdown,
 //!   accept, sys`. Knows nothing of HTTP or metrics.
 //! - [`metrics`]: the Prometheus endpoint (`serve --metrics`): reads the
 //!   server's figures through [`server::Monitor`]; its HTTP server is
-//!   `metrics::http`. `→ server, shutdown, accept`.
+//!   `metrics/http.rs`. `→ server, shutdown, accept`.
 //! - [`client`]: the chat client's connection task: reconnects, RTT tracking.
 //!   `→ protocol, eventlog`.
 //! - [`latency`]: latency figures from HDR histograms, shared by bench and
@@ -44,7 +44,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod report;
 pub mod server;
-pub mod shutdown;
+pub(crate) mod shutdown;
 pub mod sys;
 pub mod tail;
 pub mod tui;

@@ -101,7 +101,8 @@ impl Shutdown {
     }
 
     /// Guards alive now.
-    pub fn live(&self) -> usize {
+    #[cfg(test)]
+    fn live(&self) -> usize {
         lock(&self.inner.state).live
     }
 

@@ -1,6 +1,6 @@
 //! Monitoring: the server's figures as Prometheus metrics. This module reads
 //! the server's own counters ([`Counters`], [`ErrorCounts`], [`ReplyTimes`],
-//! all in [`crate::server::stats`]) *at scrape time* through a
+//! all kept by the server) *at scrape time* through a
 //! [`prometheus_client`] collector, so a scrape costs the chat path nothing
 //! and nothing is counted twice. The server knows nothing of this module.
 //!
@@ -27,7 +27,7 @@ use crate::server::Monitor;
 
 pub use self::http::{MAX_INFLIGHT, MAX_REQUEST, MetricsServer, REQUEST_TIMEOUT, WRITE_TIMEOUT};
 /// The server's figures, at the path they had when they lived here.
-pub use crate::server::stats::{ErrorCounts, ErrorKind, HistogramSnapshot, ReplyTimes};
+pub use crate::server::{ErrorCounts, ErrorKind, HistogramSnapshot, ReplyTimes};
 
 /// `Content-Type` of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str =

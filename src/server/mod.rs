@@ -32,7 +32,7 @@ mod hub;
 mod listen;
 mod outbox;
 mod session;
-pub mod stats;
+mod stats;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -51,7 +51,6 @@ use self::conn::{Conn, DisconnectReason};
 use self::hub::Hub;
 use self::outbox::Outbox;
 
-pub use self::session::constant_time_eq;
 pub use self::stats::{
     Counters, ErrorCounts, ErrorKind, HistogramSnapshot, Monitor, ReplyTimes, Snapshot,
 };
@@ -122,19 +121,34 @@ impl std::fmt::Debug for ServerConfig {
     }
 }
 
+/// Default connection limit (`serve --max-clients`).
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+/// Default idle timeout (`serve --idle-timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default chat lines an outbox holds.
+pub const DEFAULT_OUTBOX_LEN: usize = 4096;
+/// Default event lines a subscriber's outbox holds.
+pub const DEFAULT_EVENT_BACKLOG: usize = 1024;
+/// Default write timeout.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default pause after which a partial line counts as a message.
+pub const DEFAULT_PARTIAL_LINE_DELAY: Duration = Duration::from_millis(20);
+/// Default period of `Stats` events (`serve --stats-interval`).
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
-            max_clients: 1024,
+            max_clients: DEFAULT_MAX_CLIENTS,
             max_line: protocol::DEFAULT_MAX_LINE,
-            idle_timeout: Some(Duration::from_secs(600)),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             token: None,
-            outbox_len: 4096,
-            event_backlog: 1024,
-            write_timeout: Duration::from_secs(10),
-            partial_line_delay: Duration::from_millis(20),
-            stats_interval: Some(Duration::from_secs(10)),
+            outbox_len: DEFAULT_OUTBOX_LEN,
+            event_backlog: DEFAULT_EVENT_BACKLOG,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            partial_line_delay: DEFAULT_PARTIAL_LINE_DELAY,
+            stats_interval: Some(DEFAULT_STATS_INTERVAL),
             embedded: false,
         }
     }

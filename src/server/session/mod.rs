@@ -19,8 +19,6 @@ use super::Shared;
 use super::conn::{Conn, DisconnectReason};
 use super::stats::ErrorKind;
 
-pub use self::auth::constant_time_eq;
-
 /// Read buffer per client.
 const READ_BUF: usize = 16 * 1024;
 /// Shortest read timeout set: zero would mean "no timeout" to the kernel.
