@@ -1,12 +1,9 @@
-//! The chat client's connection: a tokio task that connects (and reconnects
-//! with backoff), speaks the chat protocol, measures each message's round trip
-//! and reports everything to the UI over a channel. The UI never touches the
-//! socket; this task never touches the terminal.
+//! The connection task: connect, hello, read and write until the connection
+//! ends, then back off and reconnect; every outcome becomes a
+//! [`ClientEvent`] for the UI and, where the log has one, a log line.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,248 +13,8 @@ use tokio::sync::mpsc;
 use crate::eventlog::{self, EventKind, EventLog};
 use crate::protocol::{self, ClientMsg, Frame, LineFramer, PROTOCOL_VERSION, ServerMsg};
 
-/// A message without a reply this long is shown as timed out.
-pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest line taken from the server: relayed lines carry JSON overhead on
-/// top of the server's own limit.
-pub const DEFAULT_MAX_LINE: usize = protocol::DEFAULT_MAX_LINE * 2 + 1024;
-/// Messages typed while disconnected that are kept for later.
-pub const DEFAULT_MAX_QUEUED: usize = 1000;
-/// Ping period: well under the server's default idle timeout of 10 minutes.
-pub const DEFAULT_PING_EVERY: Duration = Duration::from_secs(25);
-
-/// Client settings.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// `host:port` of the server.
-    pub server: String,
-    /// Wanted name (the server may add a suffix).
-    pub name: String,
-    pub token: Option<String>,
-    /// Ask for the server's event stream.
-    pub subscribe: bool,
-    /// A message without a reply after this long is shown as timed out.
-    pub reply_timeout: Duration,
-    /// Longest line accepted from the server.
-    pub max_line: usize,
-    /// Messages typed while disconnected that are kept for sending later.
-    pub max_queued: usize,
-    /// A `ping` goes out this often, so that a user who only reads is not
-    /// closed by the server's `--idle-timeout` (which must be longer).
-    pub ping_every: Duration,
-}
-
-impl ClientConfig {
-    pub fn new(server: impl Into<String>, name: impl Into<String>) -> Self {
-        ClientConfig {
-            server: server.into(),
-            name: name.into(),
-            token: None,
-            subscribe: false,
-            reply_timeout: DEFAULT_REPLY_TIMEOUT,
-            max_line: DEFAULT_MAX_LINE,
-            max_queued: DEFAULT_MAX_QUEUED,
-            ping_every: DEFAULT_PING_EVERY,
-        }
-    }
-}
-
-/// What the UI asks the connection to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Send { id: u64, text: String },
-    Nick(String),
-    Subscribe(bool),
-    Quit,
-}
-
-/// What happened on the connection, for the UI.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClientEvent {
-    Connecting {
-        attempt: u32,
-    },
-    Connected {
-        name: String,
-        users: Vec<String>,
-        /// The server's own description from its welcome.
-        server: String,
-        /// The server runs inside a chat TUI (its welcome says so), so that
-        /// when it goes away another TUI may take over its address.
-        embedded: bool,
-    },
-    Disconnected {
-        /// What happened, in words for the user.
-        reason: String,
-        /// What happened, for code to act on (never match on `reason`).
-        kind: DisconnectKind,
-        retry_in: Duration,
-    },
-    /// Queued because the connection is down; sent after reconnecting.
-    Queued {
-        id: u64,
-    },
-    /// Written to the socket.
-    Sent {
-        id: u64,
-    },
-    /// The server's reply to message `id`, with its measured round trip.
-    Reply {
-        id: u64,
-        text: String,
-        rtt: Duration,
-    },
-    /// No reply within the timeout (a late reply still comes as `Reply`).
-    TimedOut {
-        id: u64,
-    },
-    /// Not delivered, or not known to be; `reason` says which.
-    Undelivered {
-        id: u64,
-        reason: String,
-    },
-    Chat {
-        from: String,
-        text: String,
-        ts: String,
-    },
-    Join {
-        name: String,
-        users: usize,
-    },
-    Leave {
-        name: String,
-        users: usize,
-        reason: String,
-    },
-    Nick {
-        old: String,
-        new: String,
-    },
-    ServerError(String),
-    /// A line of the server's event log.
-    ServerEvent(String),
-    /// Server event lines lost because we were slow.
-    EventsDropped(u64),
-    ServerStats {
-        clients: usize,
-        names: Vec<String>,
-        msgs_per_sec: f64,
-        uptime_secs: u64,
-    },
-    /// The task has ended (after `Quit`).
-    Closed,
-}
-
-/// Why the client is disconnected, in a form code can act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectKind {
-    /// Nothing listens at the server's address (the connect was refused):
-    /// the server is gone, not merely unreachable.
-    ConnectRefused,
-    /// The connect failed otherwise (no route, name not resolved, timeout).
-    ConnectFailed,
-    /// An established connection was lost or closed.
-    Lost,
-    /// The server said it is stopping.
-    ServerStopping,
-    /// The server would not have us (token, name, version), or is no chat
-    /// server; retrying soon will not help.
-    Refused,
-}
-
-/// The UI's end of a connection task.
-#[derive(Clone)]
-pub struct ClientHandle {
-    tx: mpsc::UnboundedSender<Command>,
-    next_id: Arc<AtomicU64>,
-}
-
-impl ClientHandle {
-    /// Queues a message and returns the id its reply will carry.
-    pub fn send(&self, text: String) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = self.tx.send(Command::Send { id, text });
-        id
-    }
-
-    pub fn command(&self, cmd: Command) {
-        let _ = self.tx.send(cmd);
-    }
-}
-
-/// Starts the connection task on the current tokio runtime.
-pub fn spawn(
-    config: ClientConfig,
-    log: EventLog,
-) -> (ClientHandle, mpsc::UnboundedReceiver<ClientEvent>) {
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (evt_tx, evt_rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(config, log, cmd_rx, evt_tx));
-    (
-        ClientHandle {
-            tx: cmd_tx,
-            next_id: Arc::new(AtomicU64::new(1)),
-        },
-        evt_rx,
-    )
-}
-
-/// Round trips in flight, matched by id (not by order: relays interleave).
-#[derive(Debug, Default)]
-pub(crate) struct RttTracker {
-    pending: HashMap<u64, Pending>,
-}
-
-#[derive(Debug)]
-struct Pending {
-    sent: Instant,
-    timed_out: bool,
-}
-
-impl RttTracker {
-    pub fn sent(&mut self, id: u64, at: Instant) {
-        self.pending.insert(
-            id,
-            Pending {
-                sent: at,
-                timed_out: false,
-            },
-        );
-    }
-
-    /// The round trip of `id`, if it was in flight.
-    pub fn replied(&mut self, id: u64, at: Instant) -> Option<Duration> {
-        self.pending
-            .remove(&id)
-            .map(|p| at.saturating_duration_since(p.sent))
-    }
-
-    /// Ids that just passed `timeout` (each reported once).
-    pub fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<u64> {
-        let mut out = Vec::new();
-        for (id, p) in self.pending.iter_mut() {
-            if !p.timed_out && now.saturating_duration_since(p.sent) >= timeout {
-                p.timed_out = true;
-                out.push(*id);
-            }
-        }
-        out.sort_unstable();
-        out
-    }
-
-    /// Forgets everything in flight (connection lost) and returns the ids.
-    pub fn drain(&mut self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self.pending.drain().map(|(id, _)| id).collect();
-        ids.sort_unstable();
-        ids
-    }
-
-    #[cfg(test)]
-    pub(crate) fn in_flight(&self) -> usize {
-        self.pending.len()
-    }
-}
+use super::rtt::RttTracker;
+use super::{ClientConfig, ClientEvent, Command, DisconnectKind};
 
 struct Task {
     config: ClientConfig,
@@ -321,7 +78,7 @@ enum SessionEnd {
     Quit,
 }
 
-async fn run(
+pub(super) async fn run(
     config: ClientConfig,
     log: EventLog,
     cmd_rx: mpsc::UnboundedReceiver<Command>,
@@ -737,41 +494,6 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rtt_matches_by_id_not_order() {
-        let mut t = RttTracker::default();
-        let t0 = Instant::now();
-        t.sent(1, t0);
-        t.sent(2, t0 + Duration::from_millis(1));
-        assert_eq!(
-            t.replied(2, t0 + Duration::from_millis(3)),
-            Some(Duration::from_millis(2))
-        );
-        assert_eq!(
-            t.replied(1, t0 + Duration::from_millis(5)),
-            Some(Duration::from_millis(5))
-        );
-        assert_eq!(t.replied(1, t0), None);
-    }
-
-    #[test]
-    fn expiry_reports_once() {
-        let mut t = RttTracker::default();
-        let t0 = Instant::now();
-        t.sent(1, t0);
-        assert!(t.expire(t0, Duration::from_secs(1)).is_empty());
-        assert_eq!(
-            t.expire(t0 + Duration::from_secs(2), Duration::from_secs(1)),
-            vec![1]
-        );
-        assert!(
-            t.expire(t0 + Duration::from_secs(3), Duration::from_secs(1))
-                .is_empty()
-        );
-        assert_eq!(t.in_flight(), 1);
-        assert_eq!(t.drain(), vec![1]);
-    }
 
     #[test]
     fn backoff_grows_and_caps() {
