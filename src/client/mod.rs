@@ -2,7 +2,6 @@
 //! with backoff), speaks the chat protocol, measures each message's round trip
 //! and reports everything to the UI over a channel. The UI never touches the
 //! socket; this task never touches the terminal.
-
 //!
 //! `mod` holds what the UI sees (settings, commands, events, the handle);
 //! `task` the connection task itself; `rtt` the round-trip bookkeeping.
