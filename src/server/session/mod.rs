@@ -27,13 +27,14 @@ const MIN_READ_TIMEOUT: Duration = Duration::from_millis(1);
 /// while it still arrives, rather than at a newline that may never come.
 const LONG_LINE_WARN_FACTOR: usize = 8;
 
+/// Which protocol a session speaks, decided by its first line.
 pub(super) enum Mode {
     /// Nothing read yet (or token accepted, nothing else yet).
     New,
+    /// The seed's protocol: every line is echoed.
     Plain,
-    Chat {
-        name: String,
-    },
+    /// The JSON chat protocol, as a room member under `name`.
+    Chat { name: String },
 }
 
 /// The state of one client's session, owned by its reader thread.
@@ -41,6 +42,7 @@ pub(super) struct Session {
     sh: Arc<Shared>,
     conn: Arc<Conn>,
     mode: Mode,
+    /// The token was given (or none is required).
     authed: bool,
     /// `name@addr` or `addr`, for log lines.
     who: String,
