@@ -47,7 +47,8 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
         (text(), names(), text()).prop_map(|(name, users, server)| ServerMsg::Welcome {
             name,
             users,
-            server
+            embedded: server.ends_with(protocol::EMBEDDED_MARK),
+            server,
         }),
         (any::<u64>(), text()).prop_map(|(id, text)| ServerMsg::Reply { id, text }),
         (text(), text(), text()).prop_map(|(from, text, ts)| ServerMsg::Chat { from, text, ts }),

@@ -620,7 +620,9 @@ impl Fates {
             ClientEvent::Queued { id } => {
                 self.queued.insert(*id);
             }
-            ClientEvent::Disconnected { reason, retry_in } => {
+            ClientEvent::Disconnected {
+                reason, retry_in, ..
+            } => {
                 self.disconnects.push((reason.clone(), *retry_in));
             }
             ClientEvent::Connected { .. } => self.connects += 1,

@@ -20,7 +20,7 @@ use crossterm::execute;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::client::{self, ClientConfig, ClientEvent, Command};
+use crate::client::{self, ClientConfig, ClientEvent, Command, DisconnectKind};
 use crate::eventlog::EventLog;
 use crate::tail;
 use app::{Action, App, Level, LogSource};
@@ -229,8 +229,8 @@ fn perform(app: &mut App, handle: &client::ClientHandle, action: Action) {
 }
 
 fn on_client_event(app: &mut App, ev: ClientEvent, local: &mut LocalServer) {
-    if let ClientEvent::Disconnected { reason, .. } = &ev {
-        let refused = reason.contains("refused"); // INTEGRATE(reason)
+    if let ClientEvent::Disconnected { kind, .. } = &ev {
+        let refused = *kind == DisconnectKind::ConnectRefused;
         match local.take_over(refused, app.status().server_embedded()) {
             Some(Started::Yes) => {
                 app.set_local_server(LOCAL_NOTE);

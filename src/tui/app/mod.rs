@@ -184,11 +184,10 @@ impl App {
             ClientEvent::Connected {
                 name,
                 users,
-                server,
+                server: _,
+                embedded,
             } => {
-                // INTEGRATE(embedded)
-                self.status
-                    .set_server_embedded(server.ends_with(crate::server::EMBEDDED_MARK));
+                self.status.set_server_embedded(embedded);
                 let was_down = matches!(self.status.conn(), ConnState::Disconnected { .. });
                 self.status.set_conn(ConnState::Connected);
                 self.status.set_name(name.clone());
@@ -197,7 +196,9 @@ impl App {
                 let msg = format!("{verb} to {} as {name}", self.status.server());
                 self.notice(Level::Info, msg);
             }
-            ClientEvent::Disconnected { reason, retry_in } => {
+            ClientEvent::Disconnected {
+                reason, retry_in, ..
+            } => {
                 let first = !matches!(self.status.conn(), ConnState::Disconnected { reason: r, .. } if *r == reason);
                 self.status.set_conn(ConnState::Disconnected {
                     reason: reason.clone(),

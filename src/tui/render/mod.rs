@@ -203,6 +203,7 @@ mod tests {
                 name: "alice".into(),
                 users: vec!["alice".into(), "bob".into()],
                 server: "chatmon 0.1.0".into(),
+                embedded: false,
             },
             now,
         );
