@@ -2,14 +2,12 @@
 //! chatmon client sharing a file (as `chatmon` does by default), and one in
 //! the seed's format with malformed lines mixed in.
 
-mod common;
-
 use std::time::Instant;
 
+use crate::util::{TestServer, WAIT};
 use chatmon::client::{self, ClientConfig, ClientEvent, Command};
 use chatmon::eventlog::EventLog;
 use chatmon::report::{self, ReportOptions};
-use common::{TestServer, WAIT};
 
 /// The seed's format exactly (whole seconds), from its README, plus a server
 /// line, a reply and two lines that are not event lines.

@@ -4,16 +4,14 @@
 //! message counts keep each test well under a few seconds; assertions are on
 //! counts and on lower bounds that a sleep guarantees, never on speed.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
+use crate::util::TestServer;
 use chatmon::bench::{self, BenchConfig, Mode, Row, Stop};
-use common::TestServer;
 
 fn config(server: SocketAddr, clients: &[usize], stop: Stop) -> BenchConfig {
     BenchConfig {
@@ -108,7 +106,7 @@ fn bench_alone_starts_its_own_server_and_keeps_its_log_when_asked() {
     assert_sane(row);
     assert_eq!(row.messages, 40);
     let text = std::fs::read_to_string(&log).expect("log kept");
-    common::assert_log_parses(&text.lines().map(str::to_string).collect::<Vec<_>>());
+    crate::util::assert_log_parses(&text.lines().map(str::to_string).collect::<Vec<_>>());
     assert!(text.contains("Server Stop"));
     // Warm-up messages reached the server too: at least the measured ones.
     assert!(text.matches("Message Received:").count() >= 40);

@@ -3,18 +3,16 @@
 //! `Stats` lines land in the log and reach subscribers, and the TUI shows
 //! all of it.
 
-mod common;
-
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::util::{Chat, Plain, TestServer, WAIT, assert_log_parses};
 use chatmon::client::{self, ClientConfig, ClientEvent, Command};
 use chatmon::eventlog::{self, EventKind, EventLog};
 use chatmon::protocol::{ClientMsg, ServerMsg};
 use chatmon::tui::app::{App, LogSource, LogView};
 use chatmon::tui::render;
-use common::{Chat, Plain, TestServer, WAIT, assert_log_parses};
 
 /// Reads a subscriber's messages until every wanted event line has come,
 /// checking each event line parses; returns the event lines seen.

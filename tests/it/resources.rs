@@ -6,16 +6,14 @@
 //! of one process, so this file holds exactly one test, which runs every
 //! storm in turn: nothing else can start a thread or open a file meanwhile.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::util::{Chat, Plain, TestServer, set_linger_zero, wait_until};
 use chatmon::server::Server;
 use chatmon::sys;
-use common::{Chat, Plain, TestServer, set_linger_zero, wait_until};
 
 /// Connections in the flood, and how many of them the server holds.
 const FLOOD: usize = 2000;

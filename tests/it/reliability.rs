@@ -7,8 +7,6 @@
 //! Thread and descriptor accounting lives in `reliability_baseline.rs`: it
 //! must not share a process with these tests.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -17,11 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::util::{
+    Chat, Plain, TestServer, assert_log_parses, connect, set_linger_zero, wait_until,
+};
 use chatmon::client::{self, ClientConfig, ClientEvent};
 use chatmon::eventlog::{self, EventLog, LogSink, MemorySink};
 use chatmon::protocol::{self, ClientMsg, PROTOCOL_VERSION, ServerMsg};
 use chatmon::server::{Server, ServerConfig};
-use common::{Chat, Plain, TestServer, assert_log_parses, connect, set_linger_zero, wait_until};
 
 /// Two chat clients that talk across every bad-input case and check that
 /// nothing reached them but each other's messages and presence.
