@@ -11,6 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::util::TestServer;
+use crate::util::process;
 use chatmon::bench::{self, BenchConfig, Mode, Row, Stop};
 
 fn config(server: SocketAddr, clients: &[usize], stop: Stop) -> BenchConfig {
@@ -294,23 +295,17 @@ fn cli_writes_json_csv_and_plot() {
         dir.path().join("b.csv"),
         dir.path().join("b.svg"),
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatmon"))
-        .args([
-            "bench",
-            "--server",
-            &ts.addr.to_string(),
-            "--clients",
-            "1,2",
-        ])
-        .args(["--messages", "20", "--warmup", "0s"])
-        .arg("--json")
-        .arg(&json)
-        .arg("--csv")
-        .arg(&csv)
-        .arg("--plot")
-        .arg(&svg)
-        .output()
-        .expect("run chatmon bench");
+    let server = ts.addr.to_string();
+    let mut args: Vec<std::ffi::OsString> = ["bench", "--server", &server, "--clients", "1,2"]
+        .into_iter()
+        .chain(["--messages", "20", "--warmup", "0s"])
+        .map(Into::into)
+        .collect();
+    for (flag, path) in [("--json", &json), ("--csv", &csv), ("--plot", &svg)] {
+        args.push(flag.into());
+        args.push(path.into());
+    }
+    let out = process::chatmon(args);
     assert!(
         out.status.success(),
         "{}",

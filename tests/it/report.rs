@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use crate::util::process;
 use crate::util::{TestServer, WAIT};
 use chatmon::client::{self, ClientConfig, ClientEvent, Command};
 use chatmon::eventlog::EventLog;
@@ -102,15 +103,14 @@ fn cli_report_prints_and_writes_json_and_plot() {
     let log = dir.path().join("log.txt");
     std::fs::write(&log, SEED_LOG).expect("write log");
     let (json, svg) = (dir.path().join("r.json"), dir.path().join("r.svg"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatmon"))
-        .arg("report")
-        .arg(&log)
-        .arg("--json")
-        .arg(&json)
-        .arg("--plot")
-        .arg(&svg)
-        .output()
-        .expect("run chatmon report");
+    let out = process::chatmon([
+        "report".as_ref(),
+        log.as_os_str(),
+        "--json".as_ref(),
+        json.as_os_str(),
+        "--plot".as_ref(),
+        svg.as_os_str(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
