@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
+use chatmon::bench::{self, BenchConfig, Mode, Row, Stop};
+
 use crate::util::TestServer;
 use crate::util::process;
-use chatmon::bench::{self, BenchConfig, Mode, Row, Stop};
 
 fn config(server: SocketAddr, clients: &[usize], stop: Stop) -> BenchConfig {
     BenchConfig {

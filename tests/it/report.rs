@@ -4,11 +4,12 @@
 
 use std::time::Instant;
 
-use crate::util::process;
-use crate::util::{TestServer, WAIT};
 use chatmon::client::{self, ClientConfig, ClientEvent, Command};
 use chatmon::eventlog::EventLog;
 use chatmon::report::{self, ReportOptions};
+
+use crate::util::process;
+use crate::util::{TestServer, WAIT};
 
 /// The seed's format exactly (whole seconds), from its README, plus a server
 /// line, a reply and two lines that are not event lines.

@@ -12,10 +12,11 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::util::process;
-use crate::util::{Chat, Plain, TestServer, poll, set_linger_zero, wait_until};
 use chatmon::server::Server;
 use chatmon::sys;
+
+use crate::util::process;
+use crate::util::{Chat, Plain, TestServer, poll, set_linger_zero, wait_until};
 
 /// Connections in the flood, and how many of them the server holds.
 const FLOOD: usize = 2000;

@@ -6,12 +6,13 @@
 use std::io::Read;
 use std::net::SocketAddr;
 
-use crate::util::clients::hello_line;
-use crate::util::process::{self, Serve, ServeCmd};
-use crate::util::{Chat, Plain, TestServer, assert_log_parses, file_lines, wait_for};
 use chatmon::eventlog::{self, EventLog};
 use chatmon::protocol::{self, ClientMsg, ServerMsg};
 use chatmon::server::{Server, ServerConfig};
+
+use crate::util::clients::hello_line;
+use crate::util::process::{self, Serve, ServeCmd};
+use crate::util::{Chat, Plain, TestServer, assert_log_parses, file_lines, wait_for};
 
 const TOKEN: &str = "s3cret-Token-9f2c";
 

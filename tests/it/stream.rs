@@ -7,12 +7,13 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{Chat, Plain, STALLED, TestServer, WAIT, assert_log_parses, poll};
 use chatmon::client::{self, ClientConfig, ClientEvent, Command};
 use chatmon::eventlog::{self, EventKind, EventLog};
 use chatmon::protocol::{ClientMsg, ServerMsg};
 use chatmon::tui::app::{App, LogSource, LogView};
 use chatmon::tui::render;
+
+use crate::util::{Chat, Plain, STALLED, TestServer, WAIT, assert_log_parses, poll};
 
 /// Reads a subscriber's messages until every wanted event line has come,
 /// checking each event line parses; returns the event lines seen.

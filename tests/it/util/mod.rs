@@ -2,7 +2,6 @@
 //! timeouts, the log check, and (in submodules) the in-process server, the
 //! blocking clients, the `chatmon` process harness and the pty driver.
 //! Nothing here knows what a particular test checks.
-#![allow(dead_code)]
 
 pub mod clients;
 pub mod process;

@@ -15,8 +15,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub log_path: PathBuf,
     pub log: EventLog,
-    /// Kept so that the log file lives as long as the server.
-    pub dir: tempfile::TempDir,
+    /// Held so that the log file lives as long as the server.
+    _dir: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -41,7 +41,7 @@ impl TestServer {
             addr,
             log_path,
             log,
-            dir,
+            _dir: dir,
         }
     }
 
