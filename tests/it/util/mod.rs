@@ -106,3 +106,63 @@ pub fn set_linger_zero(s: &TcpStream) {
     };
     assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
 }
+
+/// Who has the machine: any number of ordinary tests at once, or one test
+/// that must have it to itself (a storm of thousands of connections, which
+/// would slow everything beside it past its bounds). As separate test
+/// binaries they ran one after the other; in one binary they would not.
+struct Room {
+    state: std::sync::Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+}
+
+static ROOM: Room = Room {
+    state: std::sync::Mutex::new((0, false)),
+    changed: std::sync::Condvar::new(),
+};
+
+/// A share of the machine, held by every server, child process and pty the
+/// harness starts, and released when it drops. Shares never wait for a
+/// test that merely waits for the whole machine, so a test may hold several.
+pub struct Share(());
+
+impl Share {
+    pub fn take() -> Share {
+        let mut s = ROOM.state.lock().unwrap_or_else(|e| e.into_inner());
+        while s.1 {
+            s = ROOM.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.0 += 1;
+        Share(())
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut s = ROOM.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 -= 1;
+        ROOM.changed.notify_all();
+    }
+}
+
+/// The whole machine, until it drops: waits until no share is held.
+pub struct Whole(());
+
+impl Whole {
+    pub fn take() -> Whole {
+        let mut s = ROOM.state.lock().unwrap_or_else(|e| e.into_inner());
+        while s.1 || s.0 > 0 {
+            s = ROOM.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.1 = true;
+        Whole(())
+    }
+}
+
+impl Drop for Whole {
+    fn drop(&mut self) {
+        let mut s = ROOM.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.1 = false;
+        ROOM.changed.notify_all();
+    }
+}

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{WAIT, wait_for, wait_for_within};
+use super::{Share, WAIT, Whole, wait_for, wait_for_within};
 
 /// The `chatmon` binary under test.
 pub const CHATMON: &str = env!("CARGO_BIN_EXE_chatmon");
@@ -98,6 +98,7 @@ impl ServeCmd {
 
     /// Starts it and waits (bounded) for the banner.
     pub fn start(self) -> Serve {
+        let share = Share::take();
         let mut cmd = Command::new(CHATMON);
         cmd.args(["serve", "--bind", &self.bind, "--stats-interval", "0"])
             .arg("--log")
@@ -143,6 +144,7 @@ impl ServeCmd {
             child,
             addr,
             stderr,
+            _share: share,
         }
     }
 }
@@ -160,6 +162,8 @@ pub struct Serve {
     pub child: Reap,
     pub addr: SocketAddr,
     stderr: Lines,
+    /// Held while it runs: a storm test waits for it.
+    _share: Share,
 }
 
 impl Serve {
@@ -287,6 +291,7 @@ const ALONE: &str = "CHATMON_TEST_ALONE";
 /// alone in a fresh process of this test binary and asserts that it passes.
 /// For tests that count the threads or descriptors of their own process:
 /// the other tests, running as threads beside them, would be counted too.
+/// Nothing else runs meanwhile (it takes the [`Whole`] machine).
 /// Returns `false` when called in that child, where the test's body runs.
 pub fn alone(name: &str, limit: Duration) -> bool {
     if std::env::var_os(ALONE).is_some_and(|v| v == name) {
@@ -295,7 +300,10 @@ pub fn alone(name: &str, limit: Duration) -> bool {
     let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
     cmd.args([name, "--exact", "--test-threads=1", "--nocapture"])
         .env(ALONE, name);
+    // Alone on the machine too, as it was in a test binary of its own.
+    let whole = Whole::take();
     let out = run(cmd, limit);
+    drop(whole);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -17,6 +17,8 @@ pub struct TestServer {
     pub log: EventLog,
     /// Held so that the log file lives as long as the server.
     _dir: tempfile::TempDir,
+    /// Held while the server runs: a storm test waits for it.
+    _share: super::Share,
 }
 
 impl TestServer {
@@ -25,6 +27,7 @@ impl TestServer {
     }
 
     pub fn with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let share = super::Share::take();
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("log.txt");
         let log = EventLog::open(&log_path).expect("open log");
@@ -42,6 +45,7 @@ impl TestServer {
             log_path,
             log,
             _dir: dir,
+            _share: share,
         }
     }
 
