@@ -162,8 +162,9 @@ fn chat_load(addr: SocketAddr, n: usize) -> Vec<String> {
         if w.write_all(msg.as_bytes()).is_err() {
             break;
         }
-        // Read until our reply (relays from the others come in between).
-        loop {
+        // Read until our reply (relays from the others come in between;
+        // far fewer than this many).
+        for _ in 0..100_000 {
             line.clear();
             match r.read_line(&mut line) {
                 Ok(0) | Err(_) => return got,

@@ -410,7 +410,7 @@ fn wait_samples_body(addr: SocketAddr) -> String {
 /// Measures whether scraping slows the chat path: plain round trips with and
 /// without a scraper hitting `/metrics` every 100 ms, in pairs of runs whose
 /// order alternates (so drift in machine load hits both sides alike). Run by
-/// hand: `cargo test --release --test metrics -- --ignored --nocapture`.
+/// hand: `cargo test --release --test it metrics::scraping -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement, not a check; run in release by hand"]
 fn scraping_does_not_slow_round_trips() {

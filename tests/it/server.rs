@@ -16,6 +16,7 @@ fn read_line_raw(s: &mut std::net::TcpStream) -> Vec<u8> {
     let mut buf = [0u8; 1024];
     let mut got = Vec::new();
     while !got.ends_with(b"\n") {
+        assert!(got.len() < 64 * 1024, "no newline in {} bytes", got.len());
         let n = s.read(&mut buf).expect("recv");
         assert!(n > 0, "server closed early");
         got.extend_from_slice(&buf[..n]);
