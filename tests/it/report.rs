@@ -2,14 +2,14 @@
 //! chatmon client sharing a file (as `chatmon` does by default), and one in
 //! the seed's format with malformed lines mixed in.
 
-mod common;
-
 use std::time::Instant;
 
 use chatmon::client::{self, ClientConfig, ClientEvent, Command};
 use chatmon::eventlog::EventLog;
 use chatmon::report::{self, ReportOptions};
-use common::{TestServer, WAIT};
+
+use crate::util::process;
+use crate::util::{TestServer, WAIT};
 
 /// The seed's format exactly (whole seconds), from its README, plus a server
 /// line, a reply and two lines that are not event lines.
@@ -104,15 +104,14 @@ fn cli_report_prints_and_writes_json_and_plot() {
     let log = dir.path().join("log.txt");
     std::fs::write(&log, SEED_LOG).expect("write log");
     let (json, svg) = (dir.path().join("r.json"), dir.path().join("r.svg"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatmon"))
-        .arg("report")
-        .arg(&log)
-        .arg("--json")
-        .arg(&json)
-        .arg("--plot")
-        .arg(&svg)
-        .output()
-        .expect("run chatmon report");
+    let out = process::chatmon([
+        "report".as_ref(),
+        log.as_os_str(),
+        "--json".as_ref(),
+        json.as_os_str(),
+        "--plot".as_ref(),
+        svg.as_os_str(),
+    ]);
     assert!(
         out.status.success(),
         "{}",

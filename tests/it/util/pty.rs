@@ -18,11 +18,14 @@ pub struct Tui {
     /// process holding the pty are gone): nothing more will arrive.
     eof: Arc<AtomicBool>,
     master: Box<dyn portable_pty::MasterPty + Send>,
+    /// Held while it runs: a storm test waits for it.
+    _share: super::Share,
 }
 
 impl Tui {
     /// Starts `chatmon ARGS` in a 36×140 pty, in `cwd`, with `env` added.
     pub fn spawn(args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path) -> Tui {
+        let share = super::Share::take();
         let (rows, cols) = (36, 140);
         let pty = native_pty_system()
             .openpty(PtySize {
@@ -32,7 +35,7 @@ impl Tui {
                 pixel_height: 0,
             })
             .expect("openpty");
-        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chatmon"));
+        let mut cmd = CommandBuilder::new(super::process::CHATMON);
         cmd.args(args);
         cmd.cwd(cwd);
         cmd.env("TERM", "xterm-256color");
@@ -70,6 +73,7 @@ impl Tui {
             raw,
             eof,
             master: pty.master,
+            _share: share,
         }
     }
 

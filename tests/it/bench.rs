@@ -4,8 +4,6 @@
 //! message counts keep each test well under a few seconds; assertions are on
 //! counts and on lower bounds that a sleep guarantees, never on speed.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -13,7 +11,9 @@ use std::thread;
 use std::time::Duration;
 
 use chatmon::bench::{self, BenchConfig, Mode, Row, Stop};
-use common::TestServer;
+
+use crate::util::TestServer;
+use crate::util::process;
 
 fn config(server: SocketAddr, clients: &[usize], stop: Stop) -> BenchConfig {
     BenchConfig {
@@ -108,7 +108,7 @@ fn bench_alone_starts_its_own_server_and_keeps_its_log_when_asked() {
     assert_sane(row);
     assert_eq!(row.messages, 40);
     let text = std::fs::read_to_string(&log).expect("log kept");
-    common::assert_log_parses(&text.lines().map(str::to_string).collect::<Vec<_>>());
+    crate::util::assert_log_parses(&text.lines().map(str::to_string).collect::<Vec<_>>());
     assert!(text.contains("Server Stop"));
     // Warm-up messages reached the server too: at least the measured ones.
     assert!(text.matches("Message Received:").count() >= 40);
@@ -296,23 +296,17 @@ fn cli_writes_json_csv_and_plot() {
         dir.path().join("b.csv"),
         dir.path().join("b.svg"),
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatmon"))
-        .args([
-            "bench",
-            "--server",
-            &ts.addr.to_string(),
-            "--clients",
-            "1,2",
-        ])
-        .args(["--messages", "20", "--warmup", "0s"])
-        .arg("--json")
-        .arg(&json)
-        .arg("--csv")
-        .arg(&csv)
-        .arg("--plot")
-        .arg(&svg)
-        .output()
-        .expect("run chatmon bench");
+    let server = ts.addr.to_string();
+    let mut args: Vec<std::ffi::OsString> = ["bench", "--server", &server, "--clients", "1,2"]
+        .into_iter()
+        .chain(["--messages", "20", "--warmup", "0s"])
+        .map(Into::into)
+        .collect();
+    for (flag, path) in [("--json", &json), ("--csv", &csv), ("--plot", &svg)] {
+        args.push(flag.into());
+        args.push(path.into());
+    }
+    let out = process::chatmon(args);
     assert!(
         out.status.success(),
         "{}",

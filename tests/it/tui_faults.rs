@@ -2,12 +2,10 @@
 //! no escape sequence from the network or the tailed file reaches the
 //! terminal, and the terminal is restored on SIGTERM and on a panic.
 
-mod common;
-
 use std::io::Write;
 
-use common::pty::Tui;
-use common::{Chat, TestServer};
+use crate::util::pty::Tui;
+use crate::util::{Chat, TestServer};
 
 fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).rposition(|w| w == needle)

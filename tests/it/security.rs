@@ -3,17 +3,16 @@
 //! peer address and never logs the token, and names nobody can use to pass
 //! for the server or another user.
 
-mod common;
-
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use chatmon::eventlog::{self, EventLog};
-use chatmon::protocol::{self, ClientMsg, PROTOCOL_VERSION, ServerMsg};
+use chatmon::protocol::{self, ClientMsg, ServerMsg};
 use chatmon::server::{Server, ServerConfig};
-use common::{Chat, Plain, TestServer, assert_log_parses};
+
+use crate::util::clients::hello_line;
+use crate::util::process::{self, Serve, ServeCmd};
+use crate::util::{Chat, Plain, TestServer, assert_log_parses, file_lines, wait_for};
 
 const TOKEN: &str = "s3cret-Token-9f2c";
 
@@ -27,15 +26,7 @@ fn read_to_eof(p: &mut Plain) -> String {
 /// Sends a hello with `token` and returns the first line the server answers.
 fn hello_with(addr: SocketAddr, name: &str, token: Option<&str>) -> (Plain, ServerMsg) {
     let mut p = Plain::new(addr);
-    p.send(
-        protocol::encode(&ClientMsg::Hello {
-            v: PROTOCOL_VERSION,
-            name: name.into(),
-            token: token.map(str::to_string),
-            subscribe: false,
-        })
-        .as_bytes(),
-    );
+    p.send(&hello_line(name, token, false));
     let line = p.line();
     let msg = protocol::decode(line.as_bytes()).unwrap_or_else(|e| panic!("{line:?}: {e}"));
     (p, msg)
@@ -134,117 +125,59 @@ fn an_empty_token_is_refused_at_start() {
     assert!(err.contains("token is empty"), "{err}");
 }
 
-/// The real binary, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// `chatmon serve` with a log in `dir`, and `CHATMON_TOKEN` set when given.
+fn serve(bind: &str, token_env: Option<&str>, dir: &std::path::Path) -> Serve {
+    let mut cmd = ServeCmd::new(&dir.join("log.txt")).bind(bind);
+    if let Some(t) = token_env {
+        cmd = cmd.env("CHATMON_TOKEN", t);
     }
-}
-
-/// Runs `chatmon serve` with `args` and `env`, returns it and its stderr
-/// lines up to and including the "listening on" banner.
-fn serve(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> (Proc, Vec<String>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatmon"));
-    cmd.arg("serve")
-        .args(["--stats-interval", "0", "--log"])
-        .arg(dir.join("log.txt"))
-        .args(args)
-        .env_remove("CHATMON_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn chatmon serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let proc = Proc(child);
-    let mut lines = Vec::new();
-    let mut r = BufReader::new(stderr);
-    for _ in 0..10 {
-        let mut l = String::new();
-        if r.read_line(&mut l).expect("stderr") == 0 {
-            break;
-        }
-        let done = l.contains("listening on");
-        lines.push(l.trim_end().to_string());
-        if done {
-            break;
-        }
-    }
-    (proc, lines)
-}
-
-fn banner_addr(lines: &[String]) -> SocketAddr {
-    lines
-        .iter()
-        .find_map(|l| l.split("listening on ").nth(1))
-        .and_then(|r| r.split(',').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {lines:?}"))
+    cmd.start()
 }
 
 #[test]
 fn binary_warns_when_exposed_without_token_only() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Bound to all interfaces only long enough to read the warning; nothing
-    // connects to it.
-    let (p, lines) = serve(&["--bind", "0.0.0.0:0"], &[], dir.path());
-    drop(p);
+    // Bound to all interfaces only long enough to read the warning (it comes
+    // before the banner, which `serve` waits for); nothing connects to it.
+    let lines = |bind: &str, token: Option<&str>| serve(bind, token, dir.path()).stderr_lines();
+    let exposed = lines("0.0.0.0:0", None);
     assert!(
-        lines
+        exposed
             .iter()
             .any(|l| l.contains("warning: listening on 0.0.0.0:0 without --token")),
-        "{lines:?}"
+        "{exposed:?}"
     );
-    let (p, lines) = serve(&["--bind", "127.0.0.1:0"], &[], dir.path());
-    drop(p);
-    assert!(!lines.iter().any(|l| l.contains("warning")), "{lines:?}");
-    let (p, lines) = serve(
-        &["--bind", "0.0.0.0:0"],
-        &[("CHATMON_TOKEN", TOKEN)],
-        dir.path(),
+    let local = lines("127.0.0.1:0", None);
+    assert!(!local.iter().any(|l| l.contains("warning")), "{local:?}");
+    let guarded = lines("0.0.0.0:0", Some(TOKEN));
+    assert!(
+        !guarded.iter().any(|l| l.contains("warning")),
+        "{guarded:?}"
     );
-    drop(p);
-    assert!(!lines.iter().any(|l| l.contains("warning")), "{lines:?}");
 }
 
 #[test]
 fn binary_takes_the_token_from_the_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (p, lines) = serve(
-        &["--bind", "127.0.0.1:0"],
-        &[("CHATMON_TOKEN", TOKEN)],
-        dir.path(),
-    );
-    let addr = banner_addr(&lines);
-    assert!(!lines.join("\n").contains(TOKEN), "token on stderr");
+    let srv = serve("127.0.0.1:0", Some(TOKEN), dir.path());
+    let addr = srv.addr;
+    assert!(!srv.stderr().contains(TOKEN), "token on stderr");
     let (_, msg) = hello_with(addr, "mallory", None);
     assert!(matches!(msg, ServerMsg::Error { .. }), "{msg:?}");
     let (_, msg) = hello_with(addr, "alice", Some(TOKEN));
     assert!(matches!(msg, ServerMsg::Welcome { .. }), "{msg:?}");
     // The failure reaches the log file, without the token.
     let log = dir.path().join("log.txt");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("authentication failed") {
-            assert!(!text.contains(TOKEN));
-            break;
-        }
-        assert!(Instant::now() < deadline, "no failure logged: {text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    drop(p);
+    let text = wait_for("for the failure in the log", || {
+        let text = file_lines(&log).join("\n");
+        text.contains("authentication failed").then_some(text)
+    });
+    assert!(!text.contains(TOKEN));
+    drop(srv);
     // `--help` shows the variable but never its value.
-    let out = Command::new(env!("CARGO_BIN_EXE_chatmon"))
-        .args(["serve", "--help"])
-        .env("CHATMON_TOKEN", TOKEN)
-        .output()
-        .expect("help");
+    let mut help = std::process::Command::new(process::CHATMON);
+    help.args(["serve", "--help"]).env("CHATMON_TOKEN", TOKEN);
+    let out = process::run(help, crate::util::WAIT * 2);
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(
         help.contains("CHATMON_TOKEN") && !help.contains(TOKEN),

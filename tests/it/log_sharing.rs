@@ -1,15 +1,12 @@
 //! Several writers appending to one log file at once: every line arrives
 //! whole, none is lost, none interleaves with another.
 
-mod common;
-
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use chatmon::eventlog::{self, EventKind, EventLog};
-use common::{Plain, assert_log_parses};
+
+use crate::util::process::ServeCmd;
+use crate::util::{Plain, assert_log_parses};
 
 #[test]
 fn writers_in_one_process_never_tear_lines() {
@@ -58,68 +55,13 @@ fn writers_in_one_process_never_tear_lines() {
     }
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `chatmon serve` on an ephemeral port and returns it with its address.
-fn serve(log: &std::path::Path) -> (Proc, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatmon"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--stats-interval",
-            "0",
-            "--log",
-        ])
-        .arg(log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chatmon serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let proc = Proc(child);
-    let mut line = String::new();
-    BufReader::new(stderr)
-        .read_line(&mut line)
-        .expect("read banner");
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split(',').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (proc, addr)
-}
-
-fn sigterm(p: &mut Proc) -> std::process::ExitStatus {
-    // SAFETY: kill with a pid we own.
-    unsafe {
-        libc::kill(p.0.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(st) = p.0.try_wait().expect("wait") {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn two_server_processes_share_one_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("log.txt");
-    let (mut s1, a1) = serve(&log);
-    let (mut s2, a2) = serve(&log);
+    let mut s1 = ServeCmd::new(&log).start();
+    let mut s2 = ServeCmd::new(&log).start();
+    let (a1, a2) = (s1.addr, s2.addr);
     const PER: usize = 300;
     let clients: Vec<_> = [a1, a2, a1, a2]
         .into_iter()
@@ -138,8 +80,8 @@ fn two_server_processes_share_one_log() {
     for c in clients {
         c.join().expect("client");
     }
-    assert!(sigterm(&mut s1).success());
-    assert!(sigterm(&mut s2).success());
+    assert!(s1.sigterm().success());
+    assert!(s2.sigterm().success());
     let text = std::fs::read_to_string(&log).expect("read log");
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
     assert_log_parses(&lines);

@@ -2,11 +2,10 @@
 //! their baseline (issue 4), read from /proc/self/task and /proc/self/fd.
 //!
 //! The server runs in this test's process, so the counts are the server's
-//! plus the test's own sockets. Cargo runs the tests of one file as threads
-//! of one process, so this file holds exactly one test, which runs every
-//! storm in turn: nothing else can start a thread or open a file meanwhile.
-
-mod common;
+//! plus the test's own sockets. The suite runs its tests as threads of one
+//! process, so this test reruns itself alone in a fresh process of the test
+//! binary (`util::process::alone`), where it runs every storm in turn:
+//! nothing else can start a thread or open a file meanwhile.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -15,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use chatmon::server::Server;
 use chatmon::sys;
-use common::{Chat, Plain, TestServer, set_linger_zero, wait_until};
+
+use crate::util::process;
+use crate::util::{Chat, Plain, TestServer, poll, set_linger_zero, wait_until};
 
 /// Connections in the flood, and how many of them the server holds.
 const FLOOD: usize = 2000;
@@ -30,19 +31,16 @@ fn counts() -> (usize, usize) {
 
 /// Waits (bounded) until threads and descriptors are back to `base`.
 fn back_to(base: (usize, usize), server: &Server, after: &str) {
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
-        let now = counts();
-        if now.0 <= base.0 && now.1 <= base.1 && server.active_clients() == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after {after}: threads/fds {now:?}, baseline {base:?}, {} sessions",
-            server.active_clients()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut now = counts();
+    let back = poll(Duration::from_secs(8), || {
+        now = counts();
+        (now.0 <= base.0 && now.1 <= base.1 && server.active_clients() == 0).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "after {after}: threads/fds {now:?}, baseline {base:?}, {} sessions",
+        server.active_clients()
+    );
 }
 
 /// Runs one chat session to its end, so that whatever is created lazily
@@ -57,12 +55,28 @@ fn warm_up(ts: &TestServer) -> (usize, usize) {
     wait_until("for the warm-up session to end", || {
         server.active_clients() == 0
     });
-    std::thread::sleep(Duration::from_millis(100));
-    counts()
+    // The session's threads exit a moment after it ends: the baseline is
+    // the counts once they hold still over a few looks.
+    let mut last = counts();
+    let mut still = 0;
+    wait_until("for the counts to settle", || {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = counts();
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        still >= 5
+    });
+    last
 }
 
 #[test]
 fn storms_leave_no_thread_or_descriptor_behind() {
+    if process::alone(
+        "resources::storms_leave_no_thread_or_descriptor_behind",
+        Duration::from_secs(300),
+    ) {
+        return;
+    }
     let limit = sys::raise_nofile_limit().expect("raise the descriptor limit");
     assert!(limit as usize > 2 * FLOOD + 100, "descriptor limit {limit}");
     let ts = TestServer::with(|c| {

@@ -4,10 +4,8 @@
 //! log disk does not stop the server, and a client survives a server restart
 //! without losing a message silently.
 //!
-//! Thread and descriptor accounting lives in `reliability_baseline.rs`: it
-//! must not share a process with these tests.
-
-mod common;
+//! Thread and descriptor accounting lives in `resources`: it runs alone in a
+//! process of its own.
 
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
@@ -21,7 +19,10 @@ use chatmon::client::{self, ClientConfig, ClientEvent};
 use chatmon::eventlog::{self, EventLog, LogSink, MemorySink};
 use chatmon::protocol::{self, ClientMsg, PROTOCOL_VERSION, ServerMsg};
 use chatmon::server::{Server, ServerConfig};
-use common::{Chat, Plain, TestServer, assert_log_parses, connect, set_linger_zero, wait_until};
+
+use crate::util::{
+    Chat, Plain, STALLED, TestServer, assert_log_parses, connect, set_linger_zero, wait_until,
+};
 
 /// Two chat clients that talk across every bad-input case and check that
 /// nothing reached them but each other's messages and presence.
@@ -103,13 +104,7 @@ fn expect_chat_error(what: &str, line: &str, needle: &str) {
 }
 
 fn hello_line(name: &str) -> Vec<u8> {
-    protocol::encode(&ClientMsg::Hello {
-        v: PROTOCOL_VERSION,
-        name: name.into(),
-        token: None,
-        subscribe: false,
-    })
-    .into_bytes()
+    crate::util::clients::hello_line(name, None, false)
 }
 
 /// Reads until EOF or reset; what came before it.
@@ -369,10 +364,9 @@ fn vanished_peers_are_noticed_and_freed() {
     s.read_to_string(&mut out).expect("read to end");
     assert_eq!(out, "Server received: last words\n");
     // Connect and say nothing: closed by the idle timeout, with a reason.
+    // (The read's own timeout bounds the wait for it.)
     let mut silent = Plain::new(ts.addr);
-    let t0 = Instant::now();
     assert_eq!(silent.line(), "Error: idle for 300ms, closing");
-    assert!(t0.elapsed() < Duration::from_secs(3));
     assert_eq!(drain(&mut silent), "");
     // A silent chat client too.
     let mut quiet = Chat::join(ts.addr, "quiet");
@@ -439,7 +433,11 @@ fn slow_consumer_is_evicted_and_others_keep_their_latency() {
     let mut rtts = Vec::with_capacity(n);
     let watch = std::thread::spawn(move || {
         let mut got = 0;
-        while got < n {
+        // Every relay, and at most the joins and leaves besides.
+        for _ in 0..10 * n {
+            if got == n {
+                break;
+            }
             match watcher.recv() {
                 ServerMsg::Chat { from, .. } if from == "talker" => got += 1,
                 ServerMsg::Error { message } => panic!("watcher got an error: {message}"),
@@ -451,13 +449,14 @@ fn slow_consumer_is_evicted_and_others_keep_their_latency() {
     for id in 0..n as u64 {
         let t0 = Instant::now();
         talker.say(id, &big);
-        loop {
-            match talker.recv() {
-                ServerMsg::Reply { id: got, .. } if got == id => break,
-                ServerMsg::Error { message } => panic!("talker got an error: {message}"),
-                _ => {}
-            }
-        }
+        let reply = talker.recv_until(|m| {
+            matches!(m, ServerMsg::Reply { id: got, .. } if *got == id)
+                || matches!(m, ServerMsg::Error { .. })
+        });
+        assert!(
+            matches!(reply, ServerMsg::Reply { .. }),
+            "talker got an error: {reply:?}"
+        );
         rtts.push(t0.elapsed());
     }
     assert_eq!(watch.join().expect("watcher"), n);
@@ -480,7 +479,7 @@ fn slow_consumer_is_evicted_and_others_keep_their_latency() {
     rtts.sort();
     let p99 = percentile(&rtts, 0.99);
     assert!(
-        p99 < Duration::from_millis(500),
+        p99 < STALLED,
         "p99 {p99:?} while a slow consumer was stuffed"
     );
     // The sloth was thrown out for being slow, and it is logged why.

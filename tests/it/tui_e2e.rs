@@ -1,10 +1,8 @@
 //! End to end: the real `chatmon` binary in a real pseudo-terminal, driven by
 //! keystrokes, its screen read back through a terminal emulator (vt100).
 
-mod common;
-
-use common::TestServer;
-use common::pty::Tui;
+use crate::util::TestServer;
+use crate::util::pty::Tui;
 
 /// A loopback address where nothing listens: bind port 0, note it, release it.
 fn free_loopback_addr() -> String {

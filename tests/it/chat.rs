@@ -1,10 +1,9 @@
 //! Chat mode: replies matched by id, relay, presence, names, between real
 //! clients of a real server.
 
-mod common;
+use chatmon::protocol::{self, ClientMsg, ServerMsg};
 
-use chatmon::protocol::{ClientMsg, ServerMsg};
-use common::{Chat, Plain, TestServer, assert_log_parses};
+use crate::util::{Chat, Plain, TestServer, WAIT, assert_log_parses};
 
 #[test]
 fn three_clients_reply_relay_and_presence() {
@@ -163,8 +162,8 @@ fn a_chat_line_split_across_pauses_is_one_message() {
     // network a long line arrives in pieces, and chat lines wait for their
     // newline.
     let ts = TestServer::start();
-    let hello = chatmon::protocol::encode(&ClientMsg::Hello {
-        v: chatmon::protocol::PROTOCOL_VERSION,
+    let hello = protocol::encode(&ClientMsg::Hello {
+        v: protocol::PROTOCOL_VERSION,
         name: "split".into(),
         token: None,
         subscribe: false,
@@ -174,9 +173,9 @@ fn a_chat_line_split_across_pauses_is_one_message() {
     c.send(a.as_bytes());
     std::thread::sleep(std::time::Duration::from_millis(100));
     c.send(b.as_bytes());
-    let welcome: ServerMsg = chatmon::protocol::decode(c.line().as_bytes()).expect("welcome");
+    let welcome: ServerMsg = protocol::decode(c.line().as_bytes()).expect("welcome");
     assert!(matches!(welcome, ServerMsg::Welcome { .. }), "{welcome:?}");
-    let line = chatmon::protocol::encode(&ClientMsg::Msg {
+    let line = protocol::encode(&ClientMsg::Msg {
         id: 1,
         text: "x".repeat(2000),
     });
@@ -184,7 +183,7 @@ fn a_chat_line_split_across_pauses_is_one_message() {
     c.send(a.as_bytes());
     std::thread::sleep(std::time::Duration::from_millis(100));
     c.send(b.as_bytes());
-    let reply: ServerMsg = chatmon::protocol::decode(c.line().as_bytes()).expect("reply");
+    let reply: ServerMsg = protocol::decode(c.line().as_bytes()).expect("reply");
     assert_eq!(
         reply,
         ServerMsg::Reply {
@@ -197,26 +196,44 @@ fn a_chat_line_split_across_pauses_is_one_message() {
 #[test]
 fn a_client_that_only_reads_is_not_closed_as_idle() {
     use chatmon::client::{self, ClientConfig, ClientEvent};
+    use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
-    let ts = TestServer::with(|c| c.idle_timeout = Some(Duration::from_millis(600)));
+    const IDLE: Duration = Duration::from_millis(600);
+    const PING_EVERY: Duration = Duration::from_millis(150);
+    // Pings spanning twice the idle timeout: the marker that it would have
+    // been closed by now if pings did not count.
+    let pings = (2 * IDLE.as_millis() / PING_EVERY.as_millis()) as u64;
+    let ping_len = protocol::encode(&ClientMsg::Ping).len() as u64;
+    let ts = TestServer::with(|c| c.idle_timeout = Some(IDLE));
+    let bytes_in = || ts.server().counters().bytes_in.load(Ordering::Relaxed);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
         let mut cfg = ClientConfig::new(ts.addr.to_string(), "reader");
-        cfg.ping_every = Duration::from_millis(150);
+        cfg.ping_every = PING_EVERY;
         let (handle, mut events) = client::spawn(cfg, chatmon::eventlog::EventLog::null());
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + 4 * WAIT;
         let mut connected = 0;
-        while Instant::now() < deadline {
-            match tokio::time::timeout(Duration::from_millis(100), events.recv()).await {
-                Ok(Some(ClientEvent::Connected { .. })) => connected += 1,
+        // Counted from the welcome on: the hello is in by then.
+        let mut since: Option<u64> = None;
+        while since.is_none_or(|b| bytes_in() < b + pings * ping_len) {
+            assert!(
+                Instant::now() < deadline,
+                "the server never got {pings} pings ({} bytes in)",
+                bytes_in()
+            );
+            match tokio::time::timeout(Duration::from_millis(50), events.recv()).await {
+                Ok(Some(ClientEvent::Connected { .. })) => {
+                    connected += 1;
+                    since = Some(bytes_in());
+                }
                 Ok(Some(ClientEvent::Disconnected { reason, .. })) => {
                     panic!("disconnected while only reading: {reason}")
                 }
                 Ok(Some(_)) | Err(_) => {}
-                Ok(None) => break,
+                Ok(None) => panic!("the client task ended"),
             }
         }
         assert_eq!(connected, 1);
