@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::eventlog::{self, EventKind, EventLog};
+use crate::eventlog::{self, EventKind, EventLog, LogMessage};
 use crate::protocol::{self, ClientMsg, Frame, LineFramer, PROTOCOL_VERSION, ServerMsg};
 
 use super::rtt::RttTracker;
@@ -272,9 +272,11 @@ impl Task {
                                 ServerMsg::Welcome { name, users, server, embedded } => {
                                     welcomed = true;
                                     self.name = name.clone();
-                                    self.log.log(EventKind::Connection, &format!(
-                                        "{name}: connected to {} as {name} ({} in the room)",
-                                        self.peer(), users.len()));
+                                    self.log.record(EventKind::Connection, &LogMessage::ClientConnected {
+                                        name: &name,
+                                        server: self.peer(),
+                                        users: users.len(),
+                                    });
                                     self.emit(ClientEvent::Connected { name, users, server, embedded });
                                     // Deliver what was typed while we were away.
                                     while let Some((id, text)) = self.queued.pop_front() {
@@ -302,8 +304,11 @@ impl Task {
                     let r = match cmd {
                         None | Some(Command::Quit) => {
                             self.quit = true;
-                            self.log.log(EventKind::Disconnection, &format!(
-                                "{}: disconnected from {} (quit)", self.name, self.peer()));
+                            self.log.record(EventKind::Disconnection, &LogMessage::ClientDisconnected {
+                                name: &self.name,
+                                server: self.peer(),
+                                reason: "quit",
+                            });
                             let _ = wr.shutdown().await;
                             return SessionEnd::Quit;
                         }
@@ -342,20 +347,25 @@ impl Task {
     }
 
     fn lost(&self, reason: ConnError) -> SessionEnd {
-        self.log.log(
+        self.log.record(
             EventKind::Disconnection,
-            &format!(
-                "{}: disconnected from {} ({reason})",
-                self.name,
-                self.peer()
-            ),
+            &LogMessage::ClientDisconnected {
+                name: &self.name,
+                server: self.peer(),
+                reason: &reason.to_string(),
+            },
         );
         SessionEnd::Ended(reason)
     }
 
     fn error(&self, what: &str) {
-        self.log
-            .log(EventKind::Error, &format!("{}: {what}", self.name));
+        self.log.record(
+            EventKind::Error,
+            &LogMessage::ClientError {
+                name: &self.name,
+                what,
+            },
+        );
         self.emit(ClientEvent::ServerError(what.to_string()));
     }
 
@@ -382,10 +392,15 @@ impl Task {
             return Err(ConnError::Io(e));
         }
         self.rtt.sent(id, at);
-        self.log.log_args(
+        self.log.record_at(
             EventKind::MessageSent,
             wall,
-            format_args!("{} -> server {} #{id}: {text}", self.name, self.peer()),
+            &LogMessage::ClientSent {
+                name: &self.name,
+                server: self.peer(),
+                id,
+                text: &text,
+            },
         );
         self.emit(ClientEvent::Sent { id });
         Ok(())
@@ -399,21 +414,30 @@ impl Task {
                     // up on after a reconnect): nothing to measure.
                     return None;
                 };
-                self.log.log(
+                self.log.record(
                     EventKind::MessageReceived,
-                    &format!(
-                        "{} <- server {} #{id} {}: {text}",
-                        self.name,
-                        self.peer(),
-                        eventlog::format_rtt(rtt)
-                    ),
+                    &LogMessage::ClientReply {
+                        name: &self.name,
+                        server: self.peer(),
+                        id,
+                        rtt,
+                        server_time: None,
+                        net: None,
+                        text: &text,
+                    },
                 );
                 self.emit(ClientEvent::Reply { id, text, rtt });
             }
             ServerMsg::Chat { from, text, ts } => {
-                self.log.log(
+                self.log.record(
                     EventKind::MessageReceived,
-                    &format!("{} <- {from} via {}: {text}", self.name, self.peer()),
+                    &LogMessage::ClientRelay {
+                        name: &self.name,
+                        from: &from,
+                        server: self.peer(),
+                        delay: None,
+                        text: &text,
+                    },
                 );
                 self.emit(ClientEvent::Chat { from, text, ts });
             }
@@ -434,9 +458,13 @@ impl Task {
                 self.emit(ClientEvent::Nick { old, new });
             }
             ServerMsg::Error { message } => {
-                self.log.log(
+                self.log.record(
                     EventKind::Error,
-                    &format!("{}: server {} says: {message}", self.name, self.peer()),
+                    &LogMessage::ClientServerError {
+                        name: &self.name,
+                        server: self.peer(),
+                        message: &message,
+                    },
                 );
                 self.emit(ClientEvent::ServerError(message));
             }

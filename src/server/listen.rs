@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::accept::{self, Accept};
-use crate::eventlog::EventKind;
+use crate::eventlog::{EventKind, LogMessage};
 use crate::protocol::{self, ServerMsg};
 use crate::shutdown::Tracked;
 use crate::sys;
@@ -84,8 +84,12 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     sh.active.fetch_add(1, Ordering::SeqCst);
     sh.counters.accepted.fetch_add(1, Ordering::Relaxed);
     sh.lock_conns().insert(id, conn.clone());
-    sh.log
-        .log(EventKind::Connection, &format!("server: {peer} connected"));
+    sh.log.record(
+        EventKind::Connection,
+        &LogMessage::ServerConnected {
+            peer: &peer.to_string(),
+        },
+    );
     let s = sh.clone();
     let c = conn.clone();
     // Counted from now, so that a stop cannot miss a session being started.
@@ -137,9 +141,12 @@ impl Drop for SessionGuard {
             let _ = m.outbox.close_with(None);
         }
         let _ = self.conn.stream.shutdown(Shutdown::Both);
-        sh.log.log(
+        sh.log.record(
             EventKind::Disconnection,
-            &format!("server: {who} disconnected ({reason})"),
+            &LogMessage::ServerDisconnected {
+                who: &who,
+                reason: &reason.to_string(),
+            },
         );
         if let Some(m) = member
             && m.announced

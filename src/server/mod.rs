@@ -42,7 +42,7 @@ use std::sync::{Arc, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::eventlog::{self, EventKind, EventLog};
+use crate::eventlog::{self, EventKind, EventLog, LogMessage};
 use crate::protocol::{self, SHUTDOWN_NOTICE, ServerMsg};
 use crate::shutdown::Shutdown;
 use crate::sys;
@@ -220,17 +220,15 @@ impl Server {
                 local_addr,
             }
         });
-        let token_note = if shared.config.token.is_some() {
-            ", token required"
-        } else {
-            ""
-        };
-        shared.log.log(
+        let token_required = shared.config.token.is_some();
+        shared.log.record(
             EventKind::ServerStart,
-            &format!(
-                "server listening on {local_addr} (max clients {}, max line {} bytes{token_note})",
-                shared.config.max_clients, shared.config.max_line
-            ),
+            &LogMessage::ServerStart {
+                addr: &local_addr.to_string(),
+                max_clients: shared.config.max_clients,
+                max_line: shared.config.max_line,
+                token_required,
+            },
         );
         let s = shared.clone();
         let accept = thread::Builder::new()
@@ -330,15 +328,14 @@ impl Server {
             let _ = s.join();
         }
         let c = &sh.counters;
-        sh.log.log(
+        sh.log.record(
             EventKind::ServerStop,
-            &format!(
-                "server stopped after {:.1}s: {} connections, {} messages received, {} replies sent",
-                sh.started.elapsed().as_secs_f64(),
-                c.accepted.load(Ordering::Relaxed),
-                c.messages_received.load(Ordering::Relaxed),
-                c.replies_sent.load(Ordering::Relaxed),
-            ),
+            &LogMessage::ServerStop {
+                uptime: sh.started.elapsed(),
+                connections: c.accepted.load(Ordering::Relaxed),
+                received: c.messages_received.load(Ordering::Relaxed),
+                replies: c.replies_sent.load(Ordering::Relaxed),
+            },
         );
         sh.log.flush();
     }
@@ -362,7 +359,7 @@ impl Shared {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
         self.counters.errors_by_kind.inc(kind);
         self.log
-            .log(EventKind::Error, &format!("server: {who}: {what}"));
+            .record(EventKind::Error, &LogMessage::ServerError { who, what });
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::eventlog::EventKind;
+use crate::eventlog::{EventKind, LogMessage, ServerStats};
 use crate::protocol::{self, ServerMsg};
 
 use super::Shared;
@@ -270,10 +270,10 @@ pub(super) fn stats_loop(sh: Arc<Shared>, every: Duration) {
             .shutdown
             .wait_timeout(until.saturating_duration_since(Instant::now()));
         let now = Instant::now();
-        let secs = now
+        let elapsed = now
             .duration_since(last)
-            .as_secs_f64()
-            .max(MIN_INTERVAL_SECS);
+            .max(Duration::from_secs_f64(MIN_INTERVAL_SECS));
+        let secs = elapsed.as_secs_f64();
         last = now;
         let msgs = c.messages_received.load(Ordering::Relaxed);
         let bin = c.bytes_in.load(Ordering::Relaxed);
@@ -286,16 +286,17 @@ pub(super) fn stats_loop(sh: Arc<Shared>, every: Duration) {
         }
         let rate = (msgs - last_msgs) as f64 / secs;
         sh.last_rate_bits.store(rate.to_bits(), Ordering::Relaxed);
-        sh.log.log(
+        sh.log.record(
             EventKind::Stats,
-            &format!(
-                "server: clients={} messages={} rate={rate:.1}/s bytes_in={} bytes_out={} errors={} interval={secs:.1}s",
-                sh.active.load(Ordering::SeqCst),
-                msgs - last_msgs,
-                bin - last_in,
-                bout - last_out,
-                err - last_err,
-            ),
+            &LogMessage::Stats(ServerStats {
+                clients: sh.active.load(Ordering::SeqCst),
+                messages: msgs - last_msgs,
+                rate,
+                bytes_in: bin - last_in,
+                bytes_out: bout - last_out,
+                errors: err - last_err,
+                interval: elapsed,
+            }),
         );
         if stopping {
             return;

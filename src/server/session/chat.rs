@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
 
-use crate::eventlog::{self, EventKind};
+use crate::eventlog::{self, EventKind, LogMessage};
 use crate::protocol::{self, ClientMsg, PROTOCOL_VERSION, ServerMsg};
 
 use super::super::conn::DisconnectReason;
@@ -103,9 +103,12 @@ impl Session {
             self.conn.close(DisconnectReason::NoThread);
             return false;
         }
-        self.sh.log.log(
+        self.sh.log.record(
             EventKind::Join,
-            &format!("server: {} joined the room as {name}", self.conn.peer),
+            &LogMessage::ServerJoined {
+                peer: &self.conn.peer.to_string(),
+                name: &name,
+            },
         );
         self.sh.relay_where(
             protocol::encode(&ServerMsg::Join {
@@ -178,10 +181,14 @@ impl Session {
         let c = &self.sh.counters;
         c.messages_received.fetch_add(1, Ordering::Relaxed);
         let now = eventlog::now();
-        self.sh.log.log_args(
+        self.sh.log.record_at(
             EventKind::MessageReceived,
             now,
-            format_args!("server <- {} #{id}: {text}", self.who),
+            &LogMessage::ServerReceived {
+                who: &self.who,
+                id: Some(id),
+                text: &text,
+            },
         );
         let reply_text = protocol::reply_text(&text);
         if !self.write_msg(&ServerMsg::Reply {
@@ -192,10 +199,13 @@ impl Session {
         }
         c.reply_time.observe(self.handling_since.elapsed());
         c.replies_sent.fetch_add(1, Ordering::Relaxed);
-        self.sh.log.log_args(
+        self.sh.log.record(
             EventKind::MessageSent,
-            eventlog::now(),
-            format_args!("server -> {} #{id}: {reply_text}", self.who),
+            &LogMessage::ServerReplied {
+                who: &self.who,
+                id: Some(id),
+                text: &reply_text,
+            },
         );
         // Alone in the room: no relay line to build.
         if self.sh.hub.members_len() > 1 {
@@ -229,9 +239,13 @@ impl Session {
         }
         self.mode = Mode::Chat { name: new.clone() };
         self.who = format!("{new}@{}", self.conn.peer);
-        self.sh.log.log(
+        self.sh.log.record(
             EventKind::Join,
-            &format!("server: {old}@{} is now known as {new}", self.conn.peer),
+            &LogMessage::ServerRenamed {
+                old: &old,
+                peer: &self.conn.peer.to_string(),
+                new: &new,
+            },
         );
         // Everyone, the renamed client included, learns the new name.
         self.sh

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::eventlog::{self, EventKind};
+use crate::eventlog::{self, EventKind, LogMessage};
 use crate::protocol::{self, ServerMsg};
 
 use super::super::stats::ErrorKind;
@@ -27,10 +27,14 @@ impl Session {
         let c = &self.sh.counters;
         c.messages_received.fetch_add(1, Ordering::Relaxed);
         let now = eventlog::now();
-        self.sh.log.log_args(
+        self.sh.log.record_at(
             EventKind::MessageReceived,
             now,
-            format_args!("server <- {}: {text}", self.who),
+            &LogMessage::ServerReceived {
+                who: &self.who,
+                id: None,
+                text,
+            },
         );
         let mut reply = std::mem::take(&mut self.reply_buf);
         reply.clear();
@@ -41,10 +45,13 @@ impl Session {
         if written {
             c.reply_time.observe(self.handling_since.elapsed());
             c.replies_sent.fetch_add(1, Ordering::Relaxed);
-            self.sh.log.log_args(
+            self.sh.log.record(
                 EventKind::MessageSent,
-                eventlog::now(),
-                format_args!("server -> {}: {}", self.who, reply.trim_end_matches('\n')),
+                &LogMessage::ServerReplied {
+                    who: &self.who,
+                    id: None,
+                    text: reply.trim_end_matches('\n'),
+                },
             );
         }
         self.reply_buf = reply;
