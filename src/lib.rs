@@ -7,7 +7,8 @@
 //! - [`protocol`]: wire format, line framing, limits, name and text rules (one
 //!   encoder, one decoder). Uses nothing else of chatmon.
 //! - [`eventlog`]: the log line format (one writer, one parser) and the
-//!   non-blocking log writer shared by server and client. `→ sys`.
+//!   non-blocking log writer shared by server and client. Uses nothing else
+//!   of chatmon.
 //! - `shutdown` (crate-private): the one stop signal every long-lived thread observes, and
 //!   the wait until they are gone. Uses nothing else of chatmon.
 //! - `accept` (crate-private): the accept loop shared by the chat listener and

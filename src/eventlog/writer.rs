@@ -156,7 +156,7 @@ impl EventLog {
         // nowhere to go, and saying so on stderr is all that is left.
         if let Err(mpsc::SendError(Cmd::Line(l))) = self.tx.send(Cmd::Line(line)) {
             self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-            crate::sys::warn(format_args!(
+            warn(format_args!(
                 "chatmon: log closed, event not written: {}",
                 l.trim_end()
             ));
@@ -329,7 +329,7 @@ impl<'a, S: LogSink> Writer<'a, S> {
                 Ok(()) => self.clear(),
                 Err(e) => {
                     self.consume(written);
-                    crate::sys::warn(format_args!(
+                    warn(format_args!(
                         "chatmon: cannot write the log: {e}; holding lines in memory and retrying"
                     ));
                     self.failing = Some(Failure {
@@ -361,7 +361,7 @@ impl<'a, S: LogSink> Writer<'a, S> {
                     taken += 1;
                     if self.buf.len() + l.len() > self.max_held {
                         if self.dropped == 0 {
-                            crate::sys::warn(format_args!(
+                            warn(format_args!(
                                 "chatmon: the log cannot be written and {} bytes are held; dropping new lines until it can",
                                 self.max_held
                             ));
@@ -401,7 +401,7 @@ impl<'a, S: LogSink> Writer<'a, S> {
                 // A hold of up to MAX_HELD bytes is not kept once written.
                 self.buf.shrink_to(MAX_BATCH);
                 if let Some(f) = self.failing.take() {
-                    crate::sys::warn(format_args!("chatmon: log writing works again"));
+                    warn(format_args!("chatmon: log writing works again"));
                     let msg = LogMessage::LogRecovered {
                         error: &f.error,
                         held: f.held,
@@ -438,7 +438,7 @@ impl<'a, S: LogSink> Writer<'a, S> {
             self.publish();
             thread::sleep(RETRY_EVERY);
         }
-        crate::sys::warn(format_args!(
+        warn(format_args!(
             "chatmon: could not write {} bytes of log at exit",
             self.buf.len()
         ));
@@ -473,6 +473,16 @@ impl<'a, S: LogSink> Writer<'a, S> {
         };
         self.counters.unwritten.store(n, Ordering::SeqCst);
     }
+}
+
+
+/// The writer's last resort: a line on stderr, never a panic (stderr may be
+/// closed). Its own copy so that the event log imports nothing of chatmon.
+fn warn(msg: fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut e = std::io::stderr().lock();
+    let _ = e.write_fmt(msg);
+    let _ = e.write_all(b"\n");
 }
 
 #[cfg(test)]
