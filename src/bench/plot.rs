@@ -36,7 +36,7 @@ pub fn write_plot(report: &BenchReport, path: &Path) -> Result<(), BenchError> {
         range: xmin / LOG_PAD..xmax * LOG_PAD,
         scale: Scale::Log,
     };
-    let lat_ms = |us: u64| ms_f64(us.max(1));
+    let lat_ms = |us: u64| ms_f64(us.max(1) as f64);
     let ymin = rows
         .iter()
         .map(|r| lat_ms(r.latency.p50_us))

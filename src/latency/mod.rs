@@ -56,8 +56,8 @@ pub(crate) fn ms(us: u64) -> String {
 }
 
 /// A figure in microseconds as (fractional) milliseconds, for plot axes.
-pub(crate) fn ms_f64(us: u64) -> f64 {
-    us as f64 / US_PER_MS
+pub(crate) fn ms_f64(us: f64) -> f64 {
+    us / US_PER_MS
 }
 
 #[cfg(test)]
@@ -77,6 +77,6 @@ mod tests {
         assert_eq!(ms(0), "0.000");
         assert_eq!(ms(1), "0.001");
         assert_eq!(ms(12_503), "12.503");
-        assert_eq!(ms_f64(1500), 1.5);
+        assert_eq!(ms_f64(1500.0), 1.5);
     }
 }
