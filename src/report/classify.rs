@@ -60,18 +60,21 @@ pub(crate) struct Received<'a> {
 
 impl<'a> Received<'a> {
     /// The round trip the client recorded (`rtt=`), if it did.
+    #[inline]
     pub(crate) fn rtt(&self) -> Option<Duration> {
         eventlog::rtt_from_message(self.message)
     }
 
     /// The receiving client's name: the word before ` <- `; empty in seed
     /// logs.
+    #[inline]
     pub(crate) fn client(&self) -> &'a str {
         client_before(self.message, " <- ")
     }
 
     /// Whether it is a server's reply (`Server received: ...`) rather than
     /// anything else a client may receive.
+    #[inline]
     pub(crate) fn is_reply(&self) -> bool {
         self.message.contains(REPLY_PREFIX)
     }
@@ -89,6 +92,7 @@ pub(crate) struct StatsFields {
 }
 
 /// What the event of kind `kind` with message `message` means to the report.
+#[inline]
 pub(crate) fn classify<'a>(kind: &str, message: &'a str) -> Record<'a> {
     let from_server = || message.starts_with("server ") || message.starts_with("server:");
     match kind {
