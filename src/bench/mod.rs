@@ -21,12 +21,12 @@
 //! receipt of the relayed line, measured on one shared monotonic clock.
 //!
 //! # Layout
-//! - [`local`]: the chatmon server a bench starts in-process without `--server`.
-//! - [`connect`]: opening a row's connections (plain probe, chat hello).
-//! - [`driver`]: one row: the clients' send schedule and reply matching.
-//! - [`reply`]: what answers a plain payload (both server styles).
-//! - [`samples`]: per-task latency samples and merging them into a [`Row`].
-//! - [`output`], [`plot`], [`progress`]: table, JSON, CSV, SVG, progress bar.
+//! - `local`: the chatmon server a bench starts in-process without `--server`.
+//! - `connect`: opening a row's connections (plain probe, chat hello).
+//! - `driver`: one row: the clients' send schedule and reply matching.
+//! - `reply`: what answers a plain payload (both server styles).
+//! - `samples`: per-task latency samples and merging them into a [`Row`].
+//! - `output`, `plot`, `progress`: table, JSON, CSV, SVG, progress bar.
 
 mod connect;
 mod driver;

@@ -2,7 +2,7 @@
 //! `chatmon bench` rows and `chatmon report`, so their JSON reads the same.
 //!
 //! The helpers both commands share live here too, so there is one copy of
-//! each: [`hist`] (histogram construction and recording) and [`plot`] (the
+//! each: `hist` (histogram construction and recording) and `plot` (the
 //! SVG figure). Neither knows about clients, logs or servers.
 
 pub(crate) mod hist;

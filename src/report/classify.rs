@@ -10,11 +10,21 @@
 //
 // INTEGRATE(LogMessage): when `eventlog` parses the message part into its
 // typed `LogMessage`, replace the body of `classify` (and the text helpers
-// below it) with one match from `LogMessage` to `Record`. `Record` and the
-// rest of the report stay as they are. Foreign (seed) lines, which have no
-// typed message, must keep the fallbacks: a line without ` <- ` / ` -> ` is
-// the unnamed client's, and a received line that holds the reply prefix is a
-// reply.
+// below it) with one match from `LogMessage` to `Record`; `Record` and the
+// rest of the report stay as they are (`Received` may then carry the parsed
+// parts instead of the text). Roughly: `ServerReceived` ->
+// `ServerReceived`; `ClientReply` / `ClientRelay` -> `ClientReceived` (rtt,
+// name, reply or not); `ClientSent` -> `ClientSent`; `Server*Connected` /
+// `Server*Disconnected` -> `Connection { from_server: true }`, the client's
+// -> `false`; every `Error` form -> `Error` with the whole message text;
+// `Stats` -> `Stats`. Three things must not change:
+// - `LogMessage::Other` (seed and foreign lines) keeps today's text rules:
+//   a line without ` <- ` / ` -> ` is the unnamed client's, a received line
+//   holding the reply prefix is a reply, and a message starting `server ` or
+//   `server:` is the server's.
+// - `interval_secs` is the number as written (`10.0`), not a `Duration`'s
+//   `as_secs_f64`, which can differ in the last digits of the JSON.
+// - this runs per line: no allocation (e.g. `EventKind::Other(String)`).
 
 use std::time::Duration;
 

@@ -23,10 +23,10 @@
 //!   default, and would count every connection twice).
 //!
 //! # Layout
-//! - [`classify`]: the one place that reads a message's text (what kind of
+//! - `classify`: the one place that reads a message's text (what kind of
 //!   record a line is for the report).
-//! - [`analyse`]: the streaming pass: per-second buckets, histograms, pairing.
-//! - [`output`]: the text report and JSON; [`plot`]: the SVG.
+//! - `analyse`: the streaming pass: per-second buckets, histograms, pairing.
+//! - `output`: the text report and JSON; `plot`: the SVG.
 //!
 //! [`eventlog::parse_line`]: crate::eventlog::parse_line
 
