@@ -141,7 +141,7 @@ impl Default for BenchConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("invalid settings: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -163,6 +163,25 @@ pub enum BenchError {
     NoConnection { server: String, first_error: String },
     #[error("cannot draw the plot: {0}")]
     Plot(String),
+}
+
+/// A setting [`run`] refuses, named by its command-line flag.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("client counts must be at least 1")]
+    Clients,
+    #[error("--rate must be a positive number of messages per second, not {0}")]
+    Rate(f64),
+    #[error("--messages must be at least 1")]
+    Messages,
+    #[error("--duration must be longer than 0")]
+    Duration,
+    #[error(
+        "--size must be at most {max} bytes (the server's line limit, with room for the reply)"
+    )]
+    Size { max: usize },
+    #[error("--timeout must be longer than 0")]
+    Timeout,
 }
 
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> BenchError {
@@ -297,30 +316,20 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     })
 }
 
-fn validate(c: &BenchConfig) -> Result<(), BenchError> {
+fn validate(c: &BenchConfig) -> Result<(), ConfigError> {
     if c.clients.is_empty() || c.clients.contains(&0) {
-        return Err(BenchError::Config(
-            "client counts must be at least 1".into(),
-        ));
+        return Err(ConfigError::Clients);
     }
     if let Some(r) = c.rate
         && !(r.is_finite() && r > 0.0)
     {
-        return Err(BenchError::Config(format!(
-            "--rate must be a positive number of messages per second, not {r}"
-        )));
+        return Err(ConfigError::Rate(r));
     }
     match c.stop {
-        Stop::Messages(0) => Err(BenchError::Config("--messages must be at least 1".into())),
-        Stop::Duration(d) if d.is_zero() => Err(BenchError::Config(
-            "--duration must be longer than 0".into(),
-        )),
-        _ if c.size > MAX_SIZE => Err(BenchError::Config(format!(
-            "--size must be at most {MAX_SIZE} bytes (the server's line limit, with room for the reply)"
-        ))),
-        _ if c.timeout.is_zero() => {
-            Err(BenchError::Config("--timeout must be longer than 0".into()))
-        }
+        Stop::Messages(0) => Err(ConfigError::Messages),
+        Stop::Duration(d) if d.is_zero() => Err(ConfigError::Duration),
+        _ if c.size > MAX_SIZE => Err(ConfigError::Size { max: MAX_SIZE }),
+        _ if c.timeout.is_zero() => Err(ConfigError::Timeout),
         _ => Ok(()),
     }
 }
@@ -384,30 +393,56 @@ mod tests {
             server: Some("127.0.0.1:1".into()),
             ..BenchConfig::default()
         };
-        let msg = |c: BenchConfig| run(&c).map(|_| ()).map_err(|e| e.to_string());
-        assert_eq!(
-            msg(BenchConfig {
-                size: MAX_SIZE + 1,
-                ..base.clone()
-            }),
-            Err(format!(
-                "invalid settings: --size must be at most {MAX_SIZE} bytes (the server's line \
-                 limit, with room for the reply)"
-            ))
-        );
-        assert_eq!(
-            msg(BenchConfig {
-                rate: Some(f64::NAN),
-                ..base.clone()
-            }),
-            Err("invalid settings: --rate must be a positive number of messages per second, not NaN".into())
-        );
-        assert!(
-            msg(BenchConfig {
-                clients: vec![3, 0],
-                ..base
-            })
-            .is_err_and(|e| e.contains("client counts"))
-        );
+        let cases = [
+            (
+                BenchConfig {
+                    clients: vec![3, 0],
+                    ..base.clone()
+                },
+                "client counts must be at least 1".to_string(),
+            ),
+            (
+                BenchConfig {
+                    rate: Some(f64::NAN),
+                    ..base.clone()
+                },
+                "--rate must be a positive number of messages per second, not NaN".into(),
+            ),
+            (
+                BenchConfig {
+                    stop: Stop::Messages(0),
+                    ..base.clone()
+                },
+                "--messages must be at least 1".into(),
+            ),
+            (
+                BenchConfig {
+                    stop: Stop::Duration(Duration::ZERO),
+                    ..base.clone()
+                },
+                "--duration must be longer than 0".into(),
+            ),
+            (
+                BenchConfig {
+                    size: MAX_SIZE + 1,
+                    ..base.clone()
+                },
+                format!(
+                    "--size must be at most {MAX_SIZE} bytes (the server's line limit, with \
+                     room for the reply)"
+                ),
+            ),
+            (
+                BenchConfig {
+                    timeout: Duration::ZERO,
+                    ..base.clone()
+                },
+                "--timeout must be longer than 0".into(),
+            ),
+        ];
+        for (config, want) in cases {
+            let got = run(&config).map(|_| ()).map_err(|e| e.to_string());
+            assert_eq!(got, Err(format!("invalid settings: {want}")));
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The streaming pass over a log: one line at a time into per-second buckets,
 //! latency histograms and (for seed logs) send/reply pairing, then the
 //! [`LogReport`] out of them. Reads events only through
-//! [`classify`](super::classify); knows nothing of output.
+//! [`classify`](mod@super::classify); knows nothing of output.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
