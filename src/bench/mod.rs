@@ -140,8 +140,10 @@ impl Default for BenchConfig {
 /// Why a bench could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// Not a `#[source]`: the message already holds it, and error chains
+    /// would print it twice.
     #[error("invalid settings: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -252,7 +254,7 @@ pub struct BenchReport {
 
 /// Runs a sweep: one row per entry of `config.clients`.
 pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
-    validate(config)?;
+    validate(config).map_err(BenchError::Config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("chatmon-bench")
@@ -441,8 +443,10 @@ mod tests {
             ),
         ];
         for (config, want) in cases {
-            let got = run(&config).map(|_| ()).map_err(|e| e.to_string());
-            assert_eq!(got, Err(format!("invalid settings: {want}")));
+            let err = run(&config).expect_err("refused");
+            assert_eq!(err.to_string(), format!("invalid settings: {want}"));
+            // main prints the whole chain: the message must not repeat.
+            assert!(std::error::Error::source(&err).is_none());
         }
     }
 }
