@@ -475,7 +475,6 @@ impl<'a, S: LogSink> Writer<'a, S> {
     }
 }
 
-
 /// The writer's last resort: a line on stderr, never a panic (stderr may be
 /// closed). Its own copy so that the event log imports nothing of chatmon.
 fn warn(msg: fmt::Arguments<'_>) {

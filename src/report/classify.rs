@@ -2,33 +2,14 @@
 //! reads an event's kind name or message text. Everything else works on
 //! [`Record`]. Must not know about buckets, histograms or output.
 //!
-//! The texts recognised are the ones chatmon's server and client write (and
-//! the seed's): `server ` / `server:` opens a server's line, a client's name
-//! stands before ` <- ` (received) or ` -> ` (sent), `rtt=` carries a
-//! client's round trip, replies hold `Server received: `, and `Stats` lines
-//! are `key=value` words.
-//
-// INTEGRATE(LogMessage): when `eventlog` parses the message part into its
-// typed `LogMessage`, replace the body of `classify` (and the text helpers
-// below it) with one match from `LogMessage` to `Record`; `Record` and the
-// rest of the report stay as they are (`Received` may then carry the parsed
-// parts instead of the text). Roughly: `ServerReceived` ->
-// `ServerReceived`; `ClientReply` / `ClientRelay` -> `ClientReceived` (rtt,
-// name, reply or not); `ClientSent` -> `ClientSent`; `Server*Connected` /
-// `Server*Disconnected` -> `Connection { from_server: true }`, the client's
-// -> `false`; every `Error` form -> `Error` with the whole message text;
-// `Stats` -> `Stats`. Three things must not change:
-// - `LogMessage::Other` (seed and foreign lines) keeps today's text rules:
-//   a line without ` <- ` / ` -> ` is the unnamed client's, a received line
-//   holding the reply prefix is a reply, and a message starting `server ` or
-//   `server:` is the server's.
-// - `interval_secs` is the number as written (`10.0`), not a `Duration`'s
-//   `as_secs_f64`, which can differ in the last digits of the JSON.
-// - this runs per line: no allocation (e.g. `EventKind::Other(String)`).
+//! chatmon's own lines are read through the event log's typed
+//! [`LogMessage`]; lines it did not write (the seed's, older or foreign
+//! text) by the seed-era text rules in [`classify_foreign`]. `Stats` lines
+//! are read leniently as `key=value` words, so foreign ones count too.
 
 use std::time::Duration;
 
-use crate::eventlog;
+use crate::eventlog::{self, EventKind, LogMessage};
 use crate::protocol::REPLY_PREFIX;
 
 /// What one event means to the report.
@@ -61,32 +42,33 @@ pub(crate) enum Record<'a> {
     Other,
 }
 
-/// A client's received line. Its parts are read on demand: a chatmon log
-/// with round trips never needs the reply test, and this runs per line.
+/// A client's received line: whose, its round trip if it was a reply the
+/// client timed, and whether it was a server's reply at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Received<'a> {
-    message: &'a str,
+    client: &'a str,
+    rtt: Option<Duration>,
+    reply: bool,
 }
 
 impl<'a> Received<'a> {
     /// The round trip the client recorded (`rtt=`), if it did.
     #[inline]
     pub(crate) fn rtt(&self) -> Option<Duration> {
-        eventlog::rtt_from_message(self.message)
+        self.rtt
     }
 
-    /// The receiving client's name: the word before ` <- `; empty in seed
-    /// logs.
+    /// The receiving client's name; empty in seed logs.
     #[inline]
     pub(crate) fn client(&self) -> &'a str {
-        client_before(self.message, " <- ")
+        self.client
     }
 
     /// Whether it is a server's reply (`Server received: ...`) rather than
-    /// anything else a client may receive.
+    /// another client's relayed message.
     #[inline]
     pub(crate) fn is_reply(&self) -> bool {
-        self.message.contains(REPLY_PREFIX)
+        self.reply
     }
 }
 
@@ -104,23 +86,63 @@ pub(crate) struct StatsFields {
 /// What the event of kind `kind` with message `message` means to the report.
 #[inline]
 pub(crate) fn classify<'a>(kind: &str, message: &'a str) -> Record<'a> {
-    let from_server = || message.starts_with("server ") || message.starts_with("server:");
+    use LogMessage as M;
+    let Some(kind) = EventKind::known(kind) else {
+        return Record::Other;
+    };
     match kind {
-        "Message Received" if from_server() => Record::ServerReceived,
-        "Message Received" => Record::ClientReceived(Received { message }),
-        "Message Sent" if !from_server() => Record::ClientSent {
+        // Every form counts, chatmon's or not, with its whole text.
+        EventKind::Error => return Record::Error { message },
+        EventKind::Stats => return Record::Stats(stats_fields(message)),
+        _ => {}
+    }
+    let connection = |from_server, delta| Record::Connection { from_server, delta };
+    match LogMessage::parse(&kind, message) {
+        M::ServerReceived { .. } => Record::ServerReceived,
+        M::ClientReply { name, rtt, .. } => Record::ClientReceived(Received {
+            client: name,
+            rtt: Some(rtt),
+            reply: true,
+        }),
+        M::ClientRelay { name, .. } => Record::ClientReceived(Received {
+            client: name,
+            rtt: None,
+            reply: false,
+        }),
+        M::ClientSent { name, .. } => Record::ClientSent { client: name },
+        M::ServerConnected { .. } => connection(true, 1),
+        M::ClientConnected { .. } => connection(false, 1),
+        M::ServerDisconnected { .. } => connection(true, -1),
+        M::ClientDisconnected { .. } => connection(false, -1),
+        M::Other(text) => classify_foreign(&kind, text),
+        // The server's replies, joins, start and stop: counted by kind.
+        _ => Record::Other,
+    }
+}
+
+/// Lines chatmon did not write: a line without ` <- ` / ` -> ` is the
+/// unnamed client's, a received line holding the reply prefix is a reply,
+/// and a message starting `server ` or `server:` is a server's.
+fn classify_foreign<'a>(kind: &EventKind, message: &'a str) -> Record<'a> {
+    let from_server = message.starts_with("server ") || message.starts_with("server:");
+    match kind {
+        EventKind::MessageReceived if from_server => Record::ServerReceived,
+        EventKind::MessageReceived => Record::ClientReceived(Received {
+            client: client_before(message, " <- "),
+            rtt: eventlog::rtt_from_message(message),
+            reply: message.contains(REPLY_PREFIX),
+        }),
+        EventKind::MessageSent if !from_server => Record::ClientSent {
             client: client_before(message, " -> "),
         },
-        "Connection" => Record::Connection {
-            from_server: from_server(),
+        EventKind::Connection => Record::Connection {
+            from_server,
             delta: 1,
         },
-        "Disconnection" => Record::Connection {
-            from_server: from_server(),
+        EventKind::Disconnection => Record::Connection {
+            from_server,
             delta: -1,
         },
-        "Error" => Record::Error { message },
-        "Stats" => Record::Stats(stats_fields(message)),
         _ => Record::Other,
     }
 }
@@ -237,5 +259,26 @@ mod tests {
         assert_eq!((f.rate, f.interval_secs), (12.0, 10.0));
         assert_eq!(classify("Stats", "server: clients=x"), Record::Stats(None));
         assert_eq!(classify("Stats", "no figures"), Record::Stats(None));
+    }
+
+    #[test]
+    fn typed_lines_are_not_fooled_by_the_text_inside() {
+        // Another client's message that quotes a reply is not a reply.
+        let Record::ClientReceived(r) = classify(
+            "Message Received",
+            "alice <- bob via 127.0.0.1:7878: Server received: rtt=9.000ms",
+        ) else {
+            panic!("a client's line");
+        };
+        assert_eq!((r.client(), r.rtt(), r.is_reply()), ("alice", None, false));
+        // A reply whose text holds `rtt=` keeps the client's own figure.
+        let Record::ClientReceived(r) = classify(
+            "Message Received",
+            "alice <- server 127.0.0.1:7878 #3 rtt=0.500ms: Server received: rtt=9.000ms",
+        ) else {
+            panic!("a client's line");
+        };
+        assert_eq!(r.rtt(), Some(Duration::from_micros(500)));
+        assert_eq!(classify("Some Kind", "server <- x: y"), Record::Other);
     }
 }
