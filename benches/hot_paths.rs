@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench hot_paths`
 
+// Test and bench code: a failed unwrap is a failed run, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 
 use chrono::NaiveDateTime;

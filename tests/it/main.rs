@@ -7,6 +7,9 @@
 //! its process (it counts the process's threads and descriptors) reruns
 //! itself in a fresh copy of the binary: see `util::process::alone`.
 
+// Test and bench code: a failed unwrap is a failed run, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod util;
 
 /// `chatmon bench` against chatmon and against small servers written here.
