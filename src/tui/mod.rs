@@ -135,7 +135,7 @@ async fn run_async(
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot watch SIGHUP")?;
     let mut dirty = true;
-    // Test only (tests/faults_tui.rs): `CHATMON_TEST_PANIC=1` panics right
+    // Test only (tests/it/tui_faults.rs): `CHATMON_TEST_PANIC=1` panics right
     // after the first frame, to prove the terminal is restored on a panic.
     let test_panic = std::env::var_os("CHATMON_TEST_PANIC").is_some_and(|v| v == "1");
     let mut last_draw: Option<Instant> = None;
