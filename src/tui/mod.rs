@@ -249,7 +249,7 @@ fn on_client_event(app: &mut App, ev: ClientEvent, local: &mut LocalServer) {
     app.on_client(ev, Instant::now());
 }
 
-fn on_tail(app: &mut App, up: Result<tail::TailUpdate, String>) {
+fn on_tail(app: &mut App, up: Result<tail::TailUpdate, tail::TailError>) {
     match up {
         Ok(u) => {
             if let Some(r) = u.reset {
@@ -259,7 +259,7 @@ fn on_tail(app: &mut App, up: Result<tail::TailUpdate, String>) {
                 app.push_log(LogSource::File, l);
             }
         }
-        Err(e) => app.set_log_note(e),
+        Err(e) => app.set_log_note(e.to_string()),
     }
 }
 
