@@ -14,6 +14,8 @@
 //! - [`report`]: `chatmon report`: latency, throughput, connections and
 //!   errors streamed out of an event log (chatmon's or the seed's).
 //! - [`latency`]: latency figures from HDR histograms, shared by bench and report.
+//! - [`timing`]: where a message's time goes: server time, network time,
+//!   clock offset (NTP's four timestamps) and one-way relay delay.
 //! - [`tail`]: follows a log file like `tail -F`.
 //! - [`tui`]: the terminal UI: state, input handling, rendering.
 //! - [`sys`]: small OS helpers (descriptor limits, polling a socket).
@@ -28,4 +30,5 @@ pub mod report;
 pub mod server;
 pub mod sys;
 pub mod tail;
+pub mod timing;
 pub mod tui;
