@@ -1,11 +1,13 @@
 //! Where the time of a message goes: the arithmetic behind the server time,
 //! network time, clock offset and one-way relay delay that the client shows
 //! for each message ([`clock`]), and the matching of a seed-style server's
-//! replies for the plain-session fallback ([`plain`]). Both are pure: the
+//! replies for the plain-session fallback ([`plain`]), and the figures over a
+//! whole log ([`summary`]). All are pure: the
 //! only clock read in this module is [`wall_micros`], for callers to stamp with.
 
 pub mod clock;
 pub mod plain;
+pub mod summary;
 
 pub use clock::{
     ClockFilter, Flaw, Offset, OneWay, Sample, Stamps, relay_delay, since_server_read,
