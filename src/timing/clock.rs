@@ -213,6 +213,17 @@ pub struct OneWay {
     pub bound_us: u64,
 }
 
+/// What a receiver can say about a relayed message's trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTiming {
+    /// From the sender's send to our read: [`relay_delay`].
+    OneWay(OneWay),
+    /// Only from the server's read to ours ([`since_server_read`]): the
+    /// sender sent no stamps (an older client, or none of its own round trips
+    /// had come back yet).
+    SinceServer(OneWay),
+}
+
 /// The one-way delay of a chat message from sender S to receiver R: both ends
 /// are converted to the server's clock with their own offset estimates, so
 /// the result holds however far apart S's and R's clocks are:

@@ -10,7 +10,7 @@ pub mod plain;
 pub mod summary;
 
 pub use clock::{
-    ClockFilter, Flaw, Offset, OneWay, Sample, Stamps, relay_delay, since_server_read,
+    ClockFilter, Flaw, Offset, OneWay, RelayTiming, Sample, Stamps, relay_delay, since_server_read,
 };
 pub use plain::{PlainMatcher, PlainReply};
 
