@@ -1,0 +1,250 @@
+//! Where the time goes, end to end: two real `chatmon chat` clients, one of
+//! them two seconds ahead under Debian's `faketime`, must agree on the clock
+//! offset and see a loopback one-way delay; and the TUI must work against
+//! seed-style plain servers (the seed's Python server's way: `recv(1024)`,
+//! answered with the prefix and no newline of its own).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+
+use crate::util::TestServer;
+use crate::util::process;
+use crate::util::pty::Tui;
+
+/// The skew faketime gives the first client, and how far its measured
+/// offset may stray from it on a loaded loopback ("a few ms").
+const SKEW_MS: f64 = 2000.0;
+const TOLERANCE_MS: f64 = 5.0;
+
+/// `KEY=-1.234ms±0.045ms` (or without the bound) from a log line: the value
+/// and the bound in ms.
+fn figure(line: &str, key: &str) -> Option<(f64, Option<f64>)> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let end = rest.find([' ', ':']).unwrap_or(rest.len());
+    let word = &rest[..end];
+    match word.split_once('±') {
+        Some((v, b)) => Some((
+            v.strip_suffix("ms")?.parse().ok()?,
+            Some(b.strip_suffix("ms")?.parse().ok()?),
+        )),
+        None => Some((word.strip_suffix("ms")?.parse().ok()?, None)),
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn skewed_clocks_agree_on_offset_and_one_way_delay() {
+    assert!(
+        process::installed("faketime"),
+        "this test needs Debian's faketime (apt-get install faketime; .ci/run does)"
+    );
+    let ts = TestServer::start();
+    let server = ts.addr.to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let common = ["--server", &server, "--no-local-server"];
+    let mut ahead = Tui::spawn_under(
+        &["faketime", "-f", "+2s"],
+        &[
+            &["chat", "--name", "ahead", "--log", "ahead.txt"][..],
+            &common,
+        ]
+        .concat(),
+        &[],
+        dir.path(),
+    );
+    let mut honest = Tui::spawn(
+        &[
+            &["chat", "--name", "honest", "--log", "honest.txt"][..],
+            &common,
+        ]
+        .concat(),
+        &[],
+        dir.path(),
+    );
+    // The clock probes after the welcome give both an offset before anyone
+    // types: the latency panel shows it.
+    let screen = ahead.wait_for("clock offset ");
+    assert!(screen.contains("clock offset -200"), "{screen}");
+    honest.wait_for("clock offset ");
+    ahead.wait_for("honest joined");
+    ahead.keys(b"hello from the future\r");
+    ahead.wait_for("(server ");
+    let screen = honest.wait_for(" one way");
+    assert!(
+        screen.contains("ahead: hello from the future  · "),
+        "{screen}"
+    );
+    honest.keys(b"hi back\r");
+    ahead.wait_for("honest: hi back  · ");
+    ahead.keys(b"\x1b");
+    honest.keys(b"\x1b");
+    assert!(ahead.wait_exit() && honest.wait_exit());
+
+    // The skewed client's reply lines: server and network time, and an
+    // offset (server minus its clock) within a few ms of -2 s.
+    let a = lines(&dir.path().join("ahead.txt"));
+    let reply = a
+        .iter()
+        .find(|l| {
+            l.contains(" <- server ") && l.contains(": Server received: hello from the future")
+        })
+        .unwrap_or_else(|| panic!("no reply line in {a:#?}"));
+    let (rtt, _) = figure(reply, "rtt=").expect("rtt");
+    let (srv, _) = figure(reply, "server=").expect("server=");
+    let (net, _) = figure(reply, "net=").expect("net=");
+    assert!((srv + net - rtt).abs() < 0.0015, "{reply}");
+    let (offset, bound) = figure(reply, "offset=").expect("offset=");
+    let bound = bound.expect("offset bound");
+    assert!(
+        (offset + SKEW_MS).abs() < TOLERANCE_MS,
+        "offset {offset} ms, want -{SKEW_MS} ± {TOLERANCE_MS}: {reply}"
+    );
+    assert!(bound < TOLERANCE_MS, "{reply}");
+    // The honest client's relay line: a small one-way delay, 2 s of skew
+    // notwithstanding.
+    let h = lines(&dir.path().join("honest.txt"));
+    for (log, from, text) in [
+        (&h, "ahead", "hello from the future"),
+        (&a, "honest", "hi back"),
+    ] {
+        let relay = log
+            .iter()
+            .find(|l| l.contains(&format!(" <- {from} via ")) && l.ends_with(text))
+            .unwrap_or_else(|| panic!("no relay line from {from} in {log:#?}"));
+        let (delay, bound) = figure(relay, "delay=").expect("delay=");
+        let bound = bound.expect("delay bound");
+        assert!(
+            delay < TOLERANCE_MS && delay > -bound - 0.001,
+            "one-way delay {delay} ms ± {bound}: {relay}"
+        );
+    }
+    // The server's own lines carry none of it.
+    assert!(
+        ts.log_lines()
+            .iter()
+            .all(|l| !l.contains("offset=") && !l.contains("delay=")),
+        "{:#?}",
+        ts.log_lines()
+    );
+}
+
+/// The seed's server, as its Python does it: each `recv(1024)` answered with
+/// `Server received: ` and the bytes as they came, no newline of its own.
+fn seed_style_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                loop {
+                    let n = match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let mut out = b"Server received: ".to_vec();
+                    out.extend_from_slice(&buf[..n]);
+                    if s.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_tui_falls_back_to_a_plain_session_with_a_seed_style_server() {
+    let addr = seed_style_server().to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tui = Tui::spawn(
+        &[
+            "chat",
+            "--server",
+            &addr,
+            "--name",
+            "seedy",
+            "--no-local-server",
+            "--log",
+            "c.txt",
+        ],
+        &[],
+        dir.path(),
+    );
+    tui.wait_for("plain server (no chat)");
+    tui.wait_for("● connected");
+    tui.keys(b"hello seed\r");
+    let screen = tui.wait_for("↳ Server received: hello seed");
+    assert!(screen.contains("#1 rtt "), "{screen}");
+    assert!(!screen.contains("does not speak"), "{screen}");
+    // Longer than one recv(1024): the seed answers it in two pieces, and
+    // then two messages close together may come back under one prefix.
+    let long = "0123456789".repeat(150);
+    tui.keys(long.as_bytes());
+    tui.keys(b"\r");
+    tui.keys(b"three\r");
+    tui.wait_for("↳ Server received: three");
+    tui.keys(b"\x1b");
+    assert!(tui.wait_exit());
+    let log = lines(&dir.path().join("c.txt"));
+    let replies: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("Message Received: ") && l.contains(" rtt="))
+        .collect();
+    assert_eq!(replies.len(), 3, "{log:#?}");
+    assert!(replies[1].contains(" #2 rtt="), "{}", replies[1]);
+    assert!(
+        replies[1].ends_with(&format!(": Server received: {long}")),
+        "{}",
+        replies[1]
+    );
+    assert!(replies[2].contains(" #3 rtt="), "{}", replies[2]);
+    // No server time from a plain server.
+    assert!(
+        replies.iter().all(|l| !l.contains(" server=")),
+        "{replies:#?}"
+    );
+}
+
+#[test]
+fn plain_forces_the_seed_protocol_against_chatmon_serve() {
+    let ts = TestServer::start();
+    let server = ts.addr.to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut tui = Tui::spawn(
+        &[
+            "chat",
+            "--server",
+            &server,
+            "--name",
+            "p",
+            "--no-local-server",
+            "--plain",
+        ],
+        &[],
+        dir.path(),
+    );
+    tui.wait_for("plain server (no chat)");
+    tui.keys(b"plain hello\r");
+    let screen = tui.wait_for("↳ Server received: plain hello");
+    assert!(screen.contains("#1 rtt "), "{screen}");
+    // The server saw a plain session: a line without an id.
+    ts.wait_log("for the plain message", |l| {
+        l.starts_with("Message Received: ")
+            && l.contains("server <- ")
+            && l.ends_with(": plain hello")
+            && !l.contains(" #1")
+    });
+    tui.keys(b"\x1b");
+    assert!(tui.wait_exit());
+}
