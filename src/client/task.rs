@@ -363,6 +363,11 @@ impl Task {
                     }
                 }
                 _ = tick.tick() => {
+                    // A seed-style server that answered the hello without a
+                    // newline: its line never ends, but its prefix says enough.
+                    if !welcomed && framer.pending_bytes().starts_with(protocol::REPLY_PREFIX.as_bytes()) {
+                        return SessionEnd::Plain;
+                    }
                     for id in self.rtt.expire(Instant::now(), self.config.reply_timeout) {
                         self.emit(ClientEvent::TimedOut { id });
                     }

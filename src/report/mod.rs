@@ -328,7 +328,10 @@ mod tests {
         assert_eq!(t.offsets[0].bound_us, 40);
         let text = render_text(&r);
         assert!(text.contains("where the time goes"), "{text}");
-        assert!(text.contains("ahead") && text.contains("-2000.012 ± 0.040"), "{text}");
+        assert!(
+            text.contains("ahead") && text.contains("-2000.012 ± 0.040"),
+            "{text}"
+        );
         let json = serde_json::to_value(&r).expect("json");
         assert_eq!(json["timing"]["relay"]["p50_us"], 410);
         assert_eq!(json["timing"]["offsets"][0]["median_us"], -2_000_012);

@@ -102,8 +102,8 @@ fn chat_line(line: &[u8], sh: &RowShared, tx: &mut Sender, res: &mut ClientResul
                     && let (Some(r), Some(w)) = (read_us, write_us)
                 {
                     let rtt = now.saturating_duration_since(p.intended);
-                    let server = Duration::from_micros(w.saturating_sub(r).max(0).unsigned_abs())
-                        .min(rtt);
+                    let server =
+                        Duration::from_micros(w.saturating_sub(r).max(0).unsigned_abs()).min(rtt);
                     res.server.record(server);
                     res.network.record(rtt - server);
                 }

@@ -197,6 +197,12 @@ impl App {
                 let verb = if was_down { "reconnected" } else { "connected" };
                 let msg = format!("{verb} to {} as {name}", self.status.server());
                 self.notice(Level::Info, msg);
+                if plain {
+                    self.notice(
+                        Level::Info,
+                        "a plain server (the seed's protocol): replies and round trips only, no room",
+                    );
+                }
             }
             ClientEvent::Disconnected {
                 reason, retry_in, ..
