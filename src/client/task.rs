@@ -270,6 +270,8 @@ impl Task {
                         Err(e) => return self.lost(ConnError::Io(e)),
                     };
                     let now = Instant::now();
+                    // t4 of every reply in this read, beside `now`.
+                    let wall = timing::wall_micros();
                     framer.push(&buf[..n], &mut frames);
                     for f in frames.drain(..) {
                         let line = match f {
@@ -325,7 +327,7 @@ impl Task {
                             }
                             continue;
                         }
-                        if let Some(end) = self.on_message(msg, now) {
+                        if let Some(end) = self.on_message(msg, now, wall) {
                             return end;
                         }
                     }
@@ -466,9 +468,9 @@ impl Task {
         Some(o)
     }
 
-    fn on_message(&mut self, msg: ServerMsg, now: Instant) -> Option<SessionEnd> {
-        // t4: read right after the bytes were (the same moment as `now`).
-        let wall = timing::wall_micros();
+    /// Handles a line read at `now` (monotonic) and `wall` (µs since the
+    /// Unix epoch: t4 for a reply).
+    fn on_message(&mut self, msg: ServerMsg, now: Instant, wall: i64) -> Option<SessionEnd> {
         match msg {
             ServerMsg::Reply {
                 id,

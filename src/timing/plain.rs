@@ -18,6 +18,9 @@
 //! that no reading explains (chatmon's `Error: …` lines, `Authenticated.`, a
 //! mangled echo) is handed back as a line of its own and answers the oldest
 //! waiting message, since a plain server answers each message with either.
+//! A server that strips the lines it reads (drops the newline) is matched
+//! too: a message counts as answered once all but its final newline came
+//! back.
 
 use std::collections::VecDeque;
 
@@ -51,6 +54,10 @@ struct Sent {
     start: u64,
     /// Position just past its last byte.
     end: u64,
+    /// Whether its last byte is a newline: a server that drops newlines
+    /// (strips each line it read) never sends that one back, so the message
+    /// counts as answered without it.
+    nl: bool,
     answered: bool,
 }
 
@@ -122,6 +129,7 @@ impl PlainMatcher {
             id,
             start,
             end: self.end(),
+            nl: bytes.last() == Some(&b'\n'),
             answered: false,
         });
     }
@@ -181,6 +189,26 @@ impl PlainMatcher {
                             prefix: Some(1),
                         });
                     }
+                    // A server that drops newlines: go on as if the last
+                    // newline of a message had come back.
+                    if b != b'\n'
+                        && self.byte_at(r.pos) == Some(b'\n')
+                        && self.sent.iter().any(|s| s.end == r.pos + 1)
+                    {
+                        let skip = r.pos + 1;
+                        if self.byte_at(skip) == Some(b) {
+                            next.push(Reading {
+                                pos: skip + 1,
+                                prefix: None,
+                            });
+                        }
+                        if b == prefix[0] {
+                            next.push(Reading {
+                                pos: skip,
+                                prefix: Some(1),
+                            });
+                        }
+                    }
                     // chatmon's own newline after the echo of a message that
                     // was sent without one.
                     if b == b'\n' && self.is_boundary(r.pos) {
@@ -210,7 +238,7 @@ impl PlainMatcher {
         self.next = std::mem::replace(&mut self.readings, next);
         let furthest = self.readings[0].pos;
         for s in self.sent.iter_mut() {
-            if s.end > furthest {
+            if s.end - u64::from(s.nl) > furthest {
                 break;
             }
             if !s.answered {
@@ -443,6 +471,20 @@ mod tests {
                 line: "Authenticated.".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_server_that_drops_newlines_still_answers() {
+        // Each message is answered once all but its newline came back.
+        let (out, left) = run(
+            &[(1, b"ab\n"), (2, b"cd\n")],
+            &[b"Server received: ab", b"Server received: cd"],
+        );
+        assert_eq!(out, answered(&[1, 2]));
+        assert_eq!(left, 0);
+        // And with the newline, once only.
+        let (out, _) = run(&[(1, b"ab\n")], &[b"Server received: ab", b"\n"]);
+        assert_eq!(out, answered(&[1]));
     }
 
     #[test]

@@ -281,3 +281,76 @@ fn plain_forces_the_seed_protocol_against_chatmon_serve() {
     tui.keys(b"\x1b");
     assert!(tui.wait_exit());
 }
+
+/// A server that answers like the seed's but drops newlines: its answer to
+/// the hello never ends a line.
+fn newline_eating_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                loop {
+                    let n = match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let mut out = b"Server received: ".to_vec();
+                    out.extend(buf[..n].iter().filter(|&&b| b != b'\n'));
+                    if s.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_hello_answered_without_a_newline_still_falls_back_to_plain() {
+    use chatmon::client::{self, ClientConfig, ClientEvent, Command};
+    use std::time::{Duration, Instant};
+    let addr = newline_eating_server().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (handle, mut events) = client::spawn(
+            ClientConfig::new(addr, "eaten"),
+            chatmon::eventlog::EventLog::null(),
+        );
+        let deadline = Instant::now() + crate::util::WAIT;
+        let mut sent = false;
+        loop {
+            assert!(Instant::now() < deadline, "no reply in a plain session");
+            match tokio::time::timeout(Duration::from_millis(50), events.recv()).await {
+                Ok(Some(ClientEvent::Connected { plain, server, .. })) => {
+                    assert!(plain, "{server}");
+                    assert_eq!(server, client::PLAIN_SERVER);
+                    if !sent {
+                        handle.send("no newline for me".into());
+                        sent = true;
+                    }
+                }
+                Ok(Some(ClientEvent::Reply {
+                    id, text, split, ..
+                })) => {
+                    assert_eq!(id, 1);
+                    assert_eq!(text, "Server received: no newline for me");
+                    assert_eq!(split, None, "a plain server has no server time");
+                    break;
+                }
+                Ok(Some(ClientEvent::Disconnected { reason, .. })) if !sent => {
+                    panic!("gave up instead of falling back: {reason}")
+                }
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => panic!("the client task ended"),
+            }
+        }
+        handle.command(Command::Quit);
+    });
+}

@@ -21,7 +21,9 @@ const WRITER_STACK: usize = 64 * 1024;
 /// The sender's stamps on a `msg`, passed on untouched in its relay: the
 /// server does not interpret another machine's clock.
 struct SenderStamps {
+    /// The sender's wall clock at its write, µs since the Unix epoch.
     sent_us: Option<i64>,
+    /// The sender's clock offset to this server, and its bound, µs.
     offset_us: Option<i64>,
     bound_us: Option<u64>,
 }
