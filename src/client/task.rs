@@ -10,8 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::eventlog::OneWayDelay;
-use crate::eventlog::{self, EventKind, EventLog, LogMessage};
+use crate::eventlog::{self, EventKind, EventLog, LogMessage, OneWayDelay};
 use crate::protocol::{self, ClientMsg, Frame, LineFramer, PROTOCOL_VERSION, ServerMsg};
 use crate::timing::{self, Offset, RelayTiming};
 
@@ -417,8 +416,9 @@ impl Task {
         id: u64,
         text: String,
     ) -> Result<(), ConnError> {
-        // Stamp right before the write: the round trip starts when the bytes
-        // go to the socket, not when the user pressed Enter. The wall clock
+        // Stamp right before the write (and the encoding, which carries the
+        // stamp): the round trip starts when the bytes go to the socket, not
+        // when the user pressed Enter. The wall clock
         // (t1) goes into the message, with our offset estimate, so that
         // whoever receives the relay can work out its one-way delay.
         let at = Instant::now();
