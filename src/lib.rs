@@ -15,12 +15,12 @@
 //!   the metrics endpoint, with backoff on transient errors. `→ shutdown, sys`.
 //! - [`server`]: listener, per-client session threads, the relay hub, and the
 //!   figures it keeps (`server/stats.rs`). `→ protocol, eventlog, shutdown,
-//!   accept, sys`. Knows nothing of HTTP or metrics.
+//!   accept, sys, timing` (the wall clock of its stamps). Knows nothing of HTTP or metrics.
 //! - [`metrics`]: the Prometheus endpoint (`serve --metrics`): reads the
 //!   server's figures through [`server::Monitor`]; its HTTP server is
 //!   `metrics/http.rs`. `→ server, shutdown, accept`.
-//! - [`client`]: the chat client's connection task: reconnects, RTT tracking.
-//!   `→ protocol, eventlog`.
+//! - [`client`]: the chat client's connection task: reconnects, RTT tracking,
+//!   clock offset and the plain-session fallback. `→ protocol, eventlog, timing`.
 //! - [`latency`]: latency figures from HDR histograms, shared by bench and
 //!   report.
 //! - [`bench`]: the load generator behind `chatmon bench`: tokio clients,
@@ -28,10 +28,13 @@
 //!   `→ protocol, server, latency, sys`.
 //! - [`report`]: `chatmon report`: latency, throughput, connections and
 //!   errors streamed out of an event log (chatmon's or the seed's).
-//!   `→ eventlog, protocol, latency`.
+//!   `→ eventlog, protocol, latency, timing`.
+//! - [`timing`]: where a message's time goes: server time, network time,
+//!   clock offset (NTP's four timestamps) and one-way relay delay, and the
+//!   matching of a seed-style server's replies. `→ protocol, latency`.
 //! - [`tail`]: follows a log file like `tail -F`.
 //! - [`tui`]: the terminal UI: state, input handling, rendering.
-//!   `→ client, protocol, eventlog, tail, server` (the embedded server).
+//!   `→ client, protocol, eventlog, tail, timing, server` (the embedded server).
 //! - [`sys`]: small OS helpers (descriptor limits, polling a socket, stderr).
 //!
 //! `main.rs` only parses arguments and calls into these.
@@ -48,4 +51,5 @@ pub mod server;
 pub(crate) mod shutdown;
 pub mod sys;
 pub mod tail;
+pub mod timing;
 pub mod tui;

@@ -90,6 +90,11 @@ struct ChatArgs {
     /// Never start a server in this process, even if none is running.
     #[arg(long)]
     no_local_server: bool,
+    /// Speak the seed's plain protocol (each message answered `Server
+    /// received: T`, round trips only), as with any server that answers the
+    /// chat hello that way.
+    #[arg(long)]
+    plain: bool,
 }
 
 fn main() {
@@ -122,6 +127,7 @@ fn chat(a: ChatArgs) -> Result<()> {
         tail: a.tail,
         token: a.token,
         auto_server: !a.no_local_server,
+        plain: a.plain,
     })
 }
 

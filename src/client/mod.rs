@@ -4,8 +4,11 @@
 //! socket; this task never touches the terminal.
 //!
 //! `mod` holds what the UI sees (settings, commands, events, the handle);
-//! `task` the connection task itself; `rtt` the round-trip bookkeeping.
+//! `task` the connection task itself (`task/plain.rs`: the fallback for
+//! seed-style servers); `rtt` the round-trip bookkeeping; `clock` the four
+//! timestamps' bookkeeping (offset filter, clock probes, relay delays).
 
+mod clock;
 mod rtt;
 mod task;
 
@@ -17,8 +20,9 @@ use tokio::sync::mpsc;
 
 use crate::eventlog::EventLog;
 use crate::protocol;
+use crate::timing::{Offset, RelayTiming, Sample};
 
-pub use self::task::backoff;
+pub use self::task::{PLAIN_SERVER, backoff};
 
 /// A message without a reply this long is shown as timed out.
 pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,6 +53,10 @@ pub struct ClientConfig {
     /// A `ping` goes out this often, so that a user who only reads is not
     /// closed by the server's `--idle-timeout` (which must be longer).
     pub ping_every: Duration,
+    /// Speak the seed's plain protocol from the start (`--plain`) instead of
+    /// falling back to it when the server answers the hello with `Server
+    /// received: ...`.
+    pub plain: bool,
 }
 
 impl ClientConfig {
@@ -62,6 +70,7 @@ impl ClientConfig {
             max_line: DEFAULT_MAX_LINE,
             max_queued: DEFAULT_MAX_QUEUED,
             ping_every: DEFAULT_PING_EVERY,
+            plain: false,
         }
     }
 }
@@ -89,6 +98,9 @@ pub enum ClientEvent {
         /// The server runs inside a chat TUI (its welcome says so), so that
         /// when it goes away another TUI may take over its address.
         embedded: bool,
+        /// A plain session with a seed-style server: replies and round trips
+        /// only (no room, no names, no server time).
+        plain: bool,
     },
     Disconnected {
         /// What happened, in words for the user.
@@ -105,12 +117,16 @@ pub enum ClientEvent {
     Sent {
         id: u64,
     },
-    /// The server's reply to message `id`, with its measured round trip.
+    /// The server's reply to message `id`, with its measured round trip
+    /// and, when the server stamped it, where the time went.
     Reply {
         id: u64,
         text: String,
         rtt: Duration,
+        split: Option<Sample>,
     },
+    /// The clock offset to the server, after a round trip that changed it.
+    Clock(Offset),
     /// No reply within the timeout (a late reply still comes as `Reply`).
     TimedOut {
         id: u64,
@@ -124,6 +140,8 @@ pub enum ClientEvent {
         from: String,
         text: String,
         ts: String,
+        /// How long it took to reach us, when the stamps allow saying.
+        timing: Option<RelayTiming>,
     },
     Join {
         name: String,

@@ -38,6 +38,9 @@ pub struct ChatOptions {
     /// Start a server in this process when nothing listens at a loopback
     /// address.
     pub auto_server: bool,
+    /// Speak the seed's plain protocol (`Server received: T`) from the start
+    /// instead of only when the server answers the hello that way.
+    pub plain: bool,
 }
 
 /// Ticks for live figures (pending timers, msg/s, reconnect countdown).
@@ -84,6 +87,7 @@ async fn run_async(
 ) -> Result<()> {
     let mut config = ClientConfig::new(opts.server.clone(), opts.name.clone());
     config.token = opts.token.clone();
+    config.plain = opts.plain;
     // The stream makes the log panel work for remote servers; lines that
     // also reach the tailed file are shown once.
     config.subscribe = true;

@@ -38,6 +38,9 @@ mod security;
 mod server;
 /// The event stream and periodic stats, and the TUI state they feed.
 mod stream;
+/// Where the time goes: two real clients with skewed clocks (faketime), and
+/// the TUI against seed-style plain servers.
+mod timing;
 /// The real binary's TUI in a pseudo-terminal, end to end.
 mod tui_e2e;
 /// The TUI's promises under faults: hostile text, SIGTERM, a panic.

@@ -28,6 +28,8 @@ pub(crate) struct Status {
     /// Whether the server we last connected to runs inside a chat TUI: when
     /// it goes away, this TUI may take its place.
     server_embedded: bool,
+    /// The server is a seed-style plain server: no room, no names.
+    plain: bool,
 }
 
 impl Status {
@@ -39,6 +41,7 @@ impl Status {
             user_count: 0,
             local_server: None,
             server_embedded: false,
+            plain: false,
         }
     }
 
@@ -64,6 +67,14 @@ impl Status {
 
     pub(crate) fn server_embedded(&self) -> bool {
         self.server_embedded
+    }
+
+    pub(crate) fn plain(&self) -> bool {
+        self.plain
+    }
+
+    pub(crate) fn set_plain(&mut self, plain: bool) {
+        self.plain = plain;
     }
 
     pub(crate) fn set_conn(&mut self, conn: ConnState) {
