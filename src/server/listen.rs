@@ -168,6 +168,11 @@ fn make_room(sh: &Shared) -> bool {
     let Some((victim, waited)) = sh.waiting.evict_oldest() else {
         return false;
     };
+    if victim.reason().is_some() {
+        // Already closed (its deadline passed), its thread on its way out:
+        // its slot is the newcomer's, and nobody is evicted.
+        return true;
+    }
     let reason = DisconnectReason::Evicted(waited);
     // A courtesy line, only if it can go at once: the accept thread must not
     // wait on a peer that may not read (nor on its session's own write).
