@@ -407,14 +407,14 @@ fn refusals_and_evictions_are_counted_by_reason_in_metrics_and_stats() {
     crate::util::assert_log_parses(&lines);
     let shed = lines
         .iter()
-        .filter_map(|l| {
+        .rev()
+        .find_map(|l| {
             let ev = eventlog::parse_line(l).ok()?;
             match ev.log_message() {
                 LogMessage::Stats(s) => Some(s.shed),
                 _ => None,
             }
         })
-        .last()
         .expect("a Stats line");
     assert_eq!(
         shed,
@@ -527,7 +527,7 @@ fn trickler_storm() {
         // ended, so that no write meets a closed socket (its reset could
         // drop the error line before it is read).
         let mut got: Vec<Vec<u8>> = vec![Vec::new(); N];
-        let mut done = vec![false; N];
+        let mut done = [false; N];
         for s in &streams {
             s.set_nonblocking(true).expect("nonblocking");
         }
