@@ -316,4 +316,36 @@ mod tests {
             AddrCheck::Exempt
         ));
     }
+
+    #[test]
+    fn the_longest_waiting_is_evicted_first_and_a_first_line_protects() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let conn = |id: u64| {
+            let s = std::net::TcpStream::connect(addr).expect("connect");
+            Arc::new(Conn::new(id, addr, s))
+        };
+        let w = Waiting::default();
+        let t0 = Instant::now();
+        let (a, b, c) = (conn(1), conn(2), conn(3));
+        w.add(&b, t0);
+        w.add(&a, t0);
+        w.add(&c, t0);
+        // b said its line: only a and c can go, a first (it came first).
+        assert!(w.first_line(2));
+        let (first, _) = w.evict_oldest().expect("one to evict");
+        assert_eq!(first.id, 1);
+        assert_eq!(w.evicting(), 1);
+        // Its line, arriving after the eviction, is not handled.
+        assert!(!w.first_line(1));
+        w.gone(1);
+        assert_eq!(w.evicting(), 0);
+        assert_eq!(w.evict_oldest().map(|(c, _)| c.id), Some(3));
+        assert!(w.evict_oldest().is_none(), "b is never evicted");
+        w.gone(3);
+        w.gone(2);
+        assert_eq!(w.evicting(), 0);
+        // A session never registered (no deadline) always goes on.
+        assert!(w.first_line(9));
+    }
 }

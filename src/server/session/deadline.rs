@@ -90,17 +90,18 @@ impl LineClock {
     /// The read timeout to arm, given the one the session wants for its own
     /// reasons (`want`: idle timeout, partial-line delay) and the one armed
     /// now: `want` if it ends before the deadline; else the armed one if it
-    /// ends within the slack of the deadline; else the time left.
+    /// ends within the slack of the deadline; else the time left. `now` is
+    /// asked only while a line is open.
     pub(super) fn cap(
         &self,
         want: Option<Duration>,
         armed: Option<Duration>,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> Option<Duration> {
         let (Some(t), Some(since)) = (self.timeout, self.since) else {
             return want;
         };
-        let left = (since + t).saturating_duration_since(now);
+        let left = (since + t).saturating_duration_since(now());
         if want.is_some_and(|w| w <= left) {
             return want;
         }
@@ -162,7 +163,7 @@ mod tests {
             assert!(!c.after_read(b"x", false, at(t0, 1)));
             assert_eq!(c.expired(at(t0, 1_000_000)), None);
             let idle = Some(Duration::from_secs(600));
-            assert_eq!(c.cap(idle, None, at(t0, 5)), idle);
+            assert_eq!(c.cap(idle, None, || at(t0, 5)), idle);
         }
     }
 
@@ -173,19 +174,19 @@ mod tests {
         let idle = Some(Duration::from_secs(600));
         // A short wish (the partial-line delay) stands.
         let short = Some(Duration::from_millis(20));
-        assert_eq!(c.cap(short, None, t0), short);
+        assert_eq!(c.cap(short, None, || t0), short);
         // The idle timeout would outlast the hello deadline: the time left.
-        assert_eq!(c.cap(idle, None, t0), Some(T));
+        assert_eq!(c.cap(idle, None, || t0), Some(T));
         // A line trickled one byte every 10 ms for its whole life: every
         // read's timeout ends by the deadline plus the slack, and it is
         // re-armed a handful of times, not once per read.
         c.after_read(b"x\n", true, t0);
-        let mut armed = c.cap(idle, None, t0);
+        let mut armed = c.cap(idle, None, || t0);
         let mut rearms = 0;
         for ms in (10..8_000).step_by(10) {
             let now = at(t0, ms);
             c.after_read(b"x", false, now);
-            let want = c.cap(idle, armed, now);
+            let want = c.cap(idle, armed, || now);
             if want != armed {
                 rearms += 1;
                 armed = want;

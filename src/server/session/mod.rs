@@ -105,7 +105,7 @@ impl Session {
             };
             // Whatever the session waits for, the read ends by the line's
             // deadline (issue 11).
-            let want = clock.cap(want, armed, Instant::now());
+            let want = clock.cap(want, armed, Instant::now);
             if want != armed {
                 let t = want.map(|d| d.max(MIN_READ_TIMEOUT));
                 if let Err(e) = self.conn.stream.set_read_timeout(t) {
