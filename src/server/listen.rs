@@ -100,7 +100,7 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         let _ = sys::set_keepalive(&stream, idle.min(MAX_KEEPALIVE_IDLE));
     }
     let conn = Arc::new(Conn::new(id, peer, stream));
-    if sh.config.line_timeout.is_some() {
+    if sh.line_deadline().is_some() {
         sh.waiting.add(&conn, Instant::now());
     }
     sh.active.fetch_add(1, Ordering::SeqCst);
@@ -162,7 +162,7 @@ fn make_room(sh: &Shared) -> bool {
     if held < sh.config.max_clients {
         return true;
     }
-    if sh.config.line_timeout.is_none() {
+    if sh.line_deadline().is_none() {
         return false;
     }
     let Some((victim, waited)) = sh.waiting.evict_oldest() else {

@@ -7,6 +7,9 @@
 //! - `session/`: one client's reader thread: `mod` reads and frames, `auth`
 //!   checks the token, `plain` answers the seed's protocol, `chat` speaks the
 //!   JSON chat protocol (hello, messages, nick, subscribe).
+//! - `limits`: what keeps a few peers from holding every slot: connections
+//!   per address, and the connections owing their first line that a full
+//!   server evicts (the deadlines are `session/deadline.rs`).
 //! - `hub`: the room: members, subscribers, and where a chat line is relayed.
 //! - `outbox`: a chat client's bounded outbound queue and its writer thread.
 //! - `stats`: the figures the server keeps (counters, error kinds, reply
@@ -14,7 +17,9 @@
 //!   monitoring uses. The server knows nothing of HTTP or Prometheus.
 //!
 //! # Threads
-//! - `chatmon-accept`: accepts, enforces `max_clients`, spawns sessions.
+//! - `chatmon-accept`: accepts, enforces `max_per_ip` and `max_clients`
+//!   (evicting a connection that owes its first line to make room), spawns
+//!   sessions.
 //! - `client-N`: reads client N's lines, writes its replies directly (so a
 //!   reply costs no thread hop), and hands relays to other clients' outboxes.
 //! - `client-N-out`: drains chat client N's bounded outbox to its socket. A
@@ -85,8 +90,8 @@ pub struct ServerConfig {
     /// A client that sends nothing for this long is closed (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// A line must end within this long of its first byte, and a connection's
-    /// first line within this long of its accept (`None`: no deadline, and no
-    /// eviction when full). Without it, bytes trickled without a newline hold
+    /// first line within this long of its accept (`None` or zero: no
+    /// deadline, and no eviction when full). Without it, bytes trickled without a newline hold
     /// a slot for ever: each one resets the idle timer.
     pub line_timeout: Option<Duration>,
     /// Simultaneous connections from one IP address (IPv6: one /64) beyond
@@ -388,6 +393,11 @@ impl Shared {
         self.count_error(kind);
         self.log
             .record(EventKind::Error, &LogMessage::ServerError { who, what });
+    }
+
+    /// The line deadline, if on (a zero `line_timeout` is off).
+    fn line_deadline(&self) -> Option<Duration> {
+        self.config.line_timeout.filter(|t| !t.is_zero())
     }
 
     /// Counts an error without logging it: for repeats that are logged once

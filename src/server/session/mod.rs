@@ -1,9 +1,9 @@
 //! One client's reader thread (`client-N`): reads and frames its bytes,
 //! applies the idle timeout, the line deadline (`deadline`) and the line
-//! limit, and hands each line to the
-//! part of the protocol it belongs to: `auth` (the token), `plain` (the
-//! seed's echo protocol) or `chat` (the JSON chat protocol). Replies are
-//! written from here; relays to others go through the hub.
+//! limit, and hands each line to the part of the protocol it belongs to:
+//! `auth` (the token), `plain` (the seed's echo protocol) or `chat` (the
+//! JSON chat protocol). Replies are written from here; relays to others go
+//! through the hub.
 
 mod auth;
 mod chat;
@@ -81,7 +81,7 @@ impl Session {
         let mut buf = vec![0u8; READ_BUF];
         let mut frames = Vec::new();
         let mut last_input = Instant::now();
-        let mut clock = LineClock::new(self.sh.config.line_timeout, last_input);
+        let mut clock = LineClock::new(self.sh.line_deadline(), last_input);
         // The socket's receive timeout as last set. Blocking reads with
         // SO_RCVTIMEO instead of poll-then-read save a syscall per message;
         // the timeout changes only when the session's state does.
@@ -180,7 +180,7 @@ impl Session {
                 .fetch_add(n as u64, Ordering::Relaxed);
             framer.push(&buf[..n], &mut frames);
             if clock.after_read(&buf[..n], !frames.is_empty(), last_input)
-                && self.sh.config.line_timeout.is_some()
+                && self.sh.line_deadline().is_some()
                 && !self.sh.waiting.first_line(self.conn.id)
             {
                 // Evicted for a newcomer just before its first line came.
