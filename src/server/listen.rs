@@ -62,33 +62,35 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         AddrCheck::Exempt => None,
         AddrCheck::Refused { key, log } => {
             let limit = sh.config.max_per_ip.unwrap_or_default();
-            turn_away(
-                &stream,
-                &format!("Error: too many connections from {key} ({limit}), try again later\n"),
-            );
+            // Counted before the peer hears it: whoever sees the refusal
+            // sees it counted.
             let what = format!("refused: too many connections from {key} ({limit})");
             if log {
                 sh.error_as(ErrorKind::PerAddress, &peer.to_string(), &what);
             } else {
                 sh.count_error(ErrorKind::PerAddress);
             }
+            turn_away(
+                &stream,
+                &format!("Error: too many connections from {key} ({limit}), try again later\n"),
+            );
             return;
         }
     };
     if !make_room(sh) {
         sh.counters.refused.fetch_add(1, Ordering::Relaxed);
-        turn_away(
-            &stream,
-            &format!(
-                "Error: server is full ({} clients), try again later\n",
-                sh.config.max_clients
-            ),
-        );
         sh.error_as(
             ErrorKind::Refused,
             &peer.to_string(),
             &format!(
                 "refused: server is full ({} clients)",
+                sh.config.max_clients
+            ),
+        );
+        turn_away(
+            &stream,
+            &format!(
+                "Error: server is full ({} clients), try again later\n",
                 sh.config.max_clients
             ),
         );
