@@ -59,6 +59,18 @@ struct ServeArgs {
     /// Close clients silent for this long (e.g. 10m, 90s; 0 = never).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
+    /// A line must end within this long of its first byte, and a
+    /// connection's first line within this long of connecting (0 = off).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    line_timeout: Duration,
+    /// Simultaneous connections from one IP address (IPv6: one /64) beyond
+    /// this many are refused (0 = no limit). Loopback is exempt unless
+    /// --max-per-ip-loopback.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_PER_IP, value_name = "N")]
+    max_per_ip: usize,
+    /// Apply --max-per-ip to loopback addresses too.
+    #[arg(long)]
+    max_per_ip_loopback: bool,
     /// Shared secret every client must present first.
     #[arg(long, env = "CHATMON_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -143,6 +155,9 @@ fn serve(a: ServeArgs) -> Result<()> {
         max_clients: a.max_clients,
         max_line: a.max_line,
         idle_timeout: nz(a.idle_timeout),
+        line_timeout: nz(a.line_timeout),
+        max_per_ip: (a.max_per_ip > 0).then_some(a.max_per_ip),
+        max_per_ip_loopback: a.max_per_ip_loopback,
         token: a.token,
         stats_interval: nz(a.stats_interval),
         ..ServerConfig::default()

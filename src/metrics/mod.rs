@@ -204,6 +204,21 @@ impl Collector for ServerCollector {
                 v.encode(me.encode_family(&[("kind", kind.label())])?)?;
             }
         }
+        {
+            let cc = ConstCounter::new(0u64);
+            let mut me = enc.encode_descriptor(
+                "chatmon_connections_shed",
+                "Connections refused or closed so that slow or greedy peers cannot hold every slot, by reason.",
+                None,
+                cc.metric_type(),
+            )?;
+            for kind in ErrorKind::ALL {
+                if let Some(reason) = kind.shed_reason() {
+                    let v = ConstCounter::new(c.errors_by_kind.get(kind));
+                    v.encode(me.encode_family(&[("reason", reason)])?)?;
+                }
+            }
+        }
         let h = c.reply_time.snapshot();
         let mut me = enc.encode_descriptor(
             "chatmon_reply_duration",

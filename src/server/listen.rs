@@ -1,13 +1,14 @@
 //! The accept thread's side of the server: admitting a connection (or
-//! refusing it when the server is full), starting its session thread, and
-//! the guard that cleans up however that thread ends.
+//! refusing it when its address has too many or the server is full, after
+//! evicting someone who owes a first line if it can), starting its session
+//! thread, and the guard that cleans up however that thread ends.
 
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::accept::{self, Accept};
 use crate::eventlog::{EventKind, LogMessage};
@@ -17,6 +18,7 @@ use crate::sys;
 
 use super::Shared;
 use super::conn::{Conn, DisconnectReason};
+use super::limits::{AddrCheck, AddrSlot, PerAddress};
 use super::session::Session;
 use super::stats::ErrorKind;
 
@@ -55,21 +57,40 @@ pub(super) fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
 
 fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    if sh.active.load(Ordering::SeqCst) >= sh.config.max_clients {
+    let addr_slot = match PerAddress::admit(sh, peer.ip()) {
+        AddrCheck::Counted(slot) => Some(slot),
+        AddrCheck::Exempt => None,
+        AddrCheck::Refused { key, log } => {
+            let limit = sh.config.max_per_ip.unwrap_or_default();
+            // Counted before the peer hears it: whoever sees the refusal
+            // sees it counted.
+            let what = format!("refused: too many connections from {key} ({limit})");
+            if log {
+                sh.error_as(ErrorKind::PerAddress, &peer.to_string(), &what);
+            } else {
+                sh.count_error(ErrorKind::PerAddress);
+            }
+            turn_away(
+                &stream,
+                &format!("Error: too many connections from {key} ({limit}), try again later\n"),
+            );
+            return;
+        }
+    };
+    if !make_room(sh) {
         sh.counters.refused.fetch_add(1, Ordering::Relaxed);
-        // Non-blocking: the accept loop must never wait on a refused peer.
-        let _ = stream.set_nonblocking(true);
-        let msg = format!(
-            "Error: server is full ({} clients), try again later\n",
-            sh.config.max_clients
-        );
-        let _ = (&stream).write(msg.as_bytes());
-        let _ = stream.shutdown(Shutdown::Both);
         sh.error_as(
             ErrorKind::Refused,
             &peer.to_string(),
             &format!(
                 "refused: server is full ({} clients)",
+                sh.config.max_clients
+            ),
+        );
+        turn_away(
+            &stream,
+            &format!(
+                "Error: server is full ({} clients), try again later\n",
                 sh.config.max_clients
             ),
         );
@@ -81,6 +102,9 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         let _ = sys::set_keepalive(&stream, idle.min(MAX_KEEPALIVE_IDLE));
     }
     let conn = Arc::new(Conn::new(id, peer, stream));
+    if sh.line_deadline().is_some() {
+        sh.waiting.add(&conn, Instant::now());
+    }
     sh.active.fetch_add(1, Ordering::SeqCst);
     sh.counters.accepted.fetch_add(1, Ordering::Relaxed);
     sh.lock_conns().insert(id, conn.clone());
@@ -101,6 +125,7 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             let _guard = SessionGuard {
                 sh: s.clone(),
                 conn: c.clone(),
+                _addr_slot: addr_slot,
                 _tracked: tracked,
             };
             Session::new(s, c).run();
@@ -109,6 +134,7 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         let _ = conn.write_line(b"Error: server cannot take more clients right now\n");
         conn.close(DisconnectReason::NoThread);
         sh.lock_conns().remove(&id);
+        sh.waiting.gone(id);
         sh.active.fetch_sub(1, Ordering::SeqCst);
         sh.error_as(
             ErrorKind::Thread,
@@ -118,11 +144,62 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
+/// One line to a connection the server will not serve, then the close.
+/// Non-blocking: the accept loop must never wait on a refused peer.
+fn turn_away(stream: &TcpStream, line: &str) {
+    let _ = stream.set_nonblocking(true);
+    let _ = (&*stream).write(line.as_bytes());
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Whether a newcomer fits: under `max_clients`, or once the connection that
+/// has waited longest without a complete first line has been closed for it
+/// (never someone who has said hello). Evictions need the hello deadline:
+/// with `line_timeout` off, a full server refuses as it always did.
+fn make_room(sh: &Shared) -> bool {
+    let held = sh
+        .active
+        .load(Ordering::SeqCst)
+        .saturating_sub(sh.waiting.evicting());
+    if held < sh.config.max_clients {
+        return true;
+    }
+    if sh.line_deadline().is_none() {
+        return false;
+    }
+    let Some((victim, waited)) = sh.waiting.evict_oldest() else {
+        return false;
+    };
+    if victim.reason().is_some() {
+        // Already closed (its deadline passed), its thread on its way out:
+        // its slot is the newcomer's, and nobody is evicted.
+        return true;
+    }
+    let reason = DisconnectReason::Evicted(waited);
+    // A courtesy line, only if it can go at once: the accept thread must not
+    // wait on a peer that may not read (nor on its session's own write).
+    if let Ok(_g) = victim.write_lock.try_lock() {
+        let _ = sys::send_nowait(
+            &victim.stream,
+            format!("Error: {reason}, closing\n").as_bytes(),
+        );
+    }
+    sh.error_as(
+        ErrorKind::Evicted,
+        &victim.peer.to_string(),
+        &reason.to_string(),
+    );
+    victim.close(reason);
+    true
+}
+
 /// Ends a session whatever way its thread ends (even by panic): leaves the
 /// room, closes the socket, logs the disconnection, frees the slot.
 struct SessionGuard {
     sh: Arc<Shared>,
     conn: Arc<Conn>,
+    /// Its address's count, given back after the body of `drop`.
+    _addr_slot: Option<AddrSlot>,
     /// Dropped last, after the body of `drop`: the server's stop waits for it.
     _tracked: Tracked,
 }
@@ -160,6 +237,9 @@ impl Drop for SessionGuard {
             });
             sh.relay(line.into(), Some(id));
         }
+        // Before the slot is freed: an evicted session's slot stays promised
+        // to its newcomer until here.
+        sh.waiting.gone(id);
         sh.active.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -7,6 +7,9 @@
 //! - `session/`: one client's reader thread: `mod` reads and frames, `auth`
 //!   checks the token, `plain` answers the seed's protocol, `chat` speaks the
 //!   JSON chat protocol (hello, messages, nick, subscribe).
+//! - `limits`: what keeps a few peers from holding every slot: connections
+//!   per address, and the connections owing their first line that a full
+//!   server evicts (the deadlines are `session/deadline.rs`).
 //! - `hub`: the room: members, subscribers, and where a chat line is relayed.
 //! - `outbox`: a chat client's bounded outbound queue and its writer thread.
 //! - `stats`: the figures the server keeps (counters, error kinds, reply
@@ -14,7 +17,9 @@
 //!   monitoring uses. The server knows nothing of HTTP or Prometheus.
 //!
 //! # Threads
-//! - `chatmon-accept`: accepts, enforces `max_clients`, spawns sessions.
+//! - `chatmon-accept`: accepts, enforces `max_per_ip` and `max_clients`
+//!   (evicting a connection that owes its first line to make room), spawns
+//!   sessions.
 //! - `client-N`: reads client N's lines, writes its replies directly (so a
 //!   reply costs no thread hop), and hands relays to other clients' outboxes.
 //! - `client-N-out`: drains chat client N's bounded outbox to its socket. A
@@ -29,6 +34,7 @@
 
 mod conn;
 mod hub;
+mod limits;
 mod listen;
 mod outbox;
 mod session;
@@ -83,6 +89,17 @@ pub struct ServerConfig {
     pub max_line: usize,
     /// A client that sends nothing for this long is closed (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// A line must end within this long of its first byte, and a connection's
+    /// first line within this long of its accept (`None` or zero: no
+    /// deadline, and no eviction when full). Without it, bytes trickled without a newline hold
+    /// a slot for ever: each one resets the idle timer.
+    pub line_timeout: Option<Duration>,
+    /// Simultaneous connections from one IP address (IPv6: one /64) beyond
+    /// this many are refused (`None`: no limit).
+    pub max_per_ip: Option<usize>,
+    /// Apply `max_per_ip` to loopback peers too; off, local benchmarks and
+    /// many local TUIs are not limited.
+    pub max_per_ip_loopback: bool,
     /// Shared secret every session must present first.
     pub token: Option<String>,
     /// Lines a chat client's outbox holds before the client counts as too slow.
@@ -110,6 +127,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_clients", &self.max_clients)
             .field("max_line", &self.max_line)
             .field("idle_timeout", &self.idle_timeout)
+            .field("line_timeout", &self.line_timeout)
+            .field("max_per_ip", &self.max_per_ip)
+            .field("max_per_ip_loopback", &self.max_per_ip_loopback)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("outbox_len", &self.outbox_len)
             .field("event_backlog", &self.event_backlog)
@@ -125,6 +145,11 @@ impl std::fmt::Debug for ServerConfig {
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;
 /// Default idle timeout (`serve --idle-timeout`).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default line deadline (`serve --line-timeout`): 64 KiB at 100 kbit/s
+/// takes about 5.2 s, so a long line on a slow real network still fits.
+pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default connections per address (`serve --max-per-ip`).
+pub const DEFAULT_MAX_PER_IP: usize = 64;
 /// Default chat lines an outbox holds.
 pub const DEFAULT_OUTBOX_LEN: usize = 4096;
 /// Default event lines a subscriber's outbox holds.
@@ -143,6 +168,9 @@ impl Default for ServerConfig {
             max_clients: DEFAULT_MAX_CLIENTS,
             max_line: protocol::DEFAULT_MAX_LINE,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            line_timeout: Some(DEFAULT_LINE_TIMEOUT),
+            max_per_ip: Some(DEFAULT_MAX_PER_IP),
+            max_per_ip_loopback: false,
             token: None,
             outbox_len: DEFAULT_OUTBOX_LEN,
             event_backlog: DEFAULT_EVENT_BACKLOG,
@@ -170,6 +198,10 @@ struct Shared {
     active: AtomicUsize,
     /// Id of the next connection (ids are never reused).
     next_id: AtomicU64,
+    /// Connections per address, for `max_per_ip`.
+    per_addr: limits::PerAddress,
+    /// Connections still owing their first line: who is evicted when full.
+    waiting: limits::Waiting,
     started: Instant,
     local_addr: SocketAddr,
 }
@@ -216,6 +248,8 @@ impl Server {
                 shutdown: Shutdown::new(),
                 active: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
+                per_addr: limits::PerAddress::default(),
+                waiting: limits::Waiting::default(),
                 started: Instant::now(),
                 local_addr,
             }
@@ -356,10 +390,21 @@ impl Shared {
 
     /// Counts an error (in total and by kind, for the metrics) and logs it.
     fn error_as(&self, kind: ErrorKind, who: &str, what: &str) {
-        self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        self.counters.errors_by_kind.inc(kind);
+        self.count_error(kind);
         self.log
             .record(EventKind::Error, &LogMessage::ServerError { who, what });
+    }
+
+    /// The line deadline, if on (a zero `line_timeout` is off).
+    fn line_deadline(&self) -> Option<Duration> {
+        self.config.line_timeout.filter(|t| !t.is_zero())
+    }
+
+    /// Counts an error without logging it: for repeats that are logged once
+    /// per burst.
+    fn count_error(&self, kind: ErrorKind) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.counters.errors_by_kind.inc(kind);
     }
 }
 

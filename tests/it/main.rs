@@ -19,6 +19,9 @@ mod chat;
 /// Faults against the real binary and the log writer: unopenable and full
 /// disks, descriptor exhaustion, SIGTERM under load.
 mod faults;
+/// Slow and greedy peers (issue 11): line and hello deadlines, the
+/// per-address limit, eviction when full.
+mod hardening;
 /// Several writers, threads or processes, sharing one log file.
 mod log_sharing;
 /// The Prometheus endpoint.
