@@ -9,6 +9,8 @@
 //! - [`metrics`]: the Prometheus endpoint (`serve --metrics`) and the
 //!   lock-free error and reply-time counters it exports.
 //! - [`client`]: the chat client's connection task: reconnects, RTT tracking.
+//! - [`cluster`]: one room across several servers through NATS (the bridge,
+//!   presence across nodes, the bridged message format).
 //! - [`bench`]: the load generator behind `chatmon bench`: tokio clients,
 //!   closed or open loop, HDR latency histograms, table/JSON/CSV/SVG output.
 //! - [`report`]: `chatmon report`: latency, throughput, connections and
@@ -20,6 +22,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod eventlog;
 pub mod latency;
 pub mod metrics;
