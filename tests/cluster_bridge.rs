@@ -412,3 +412,94 @@ fn nats_restart_is_survived_and_every_loss_counted() {
     }
     assert_eq!(reported, sa.dropped, "every drop reported to the hub");
 }
+
+/// The figures for the README: raw NATS against the bridge, same payload
+/// size, one publisher and one subscriber on this machine. A measurement,
+/// not a check: run it by hand on a release build with
+/// `cargo test --release --test cluster_bridge -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_raw_nats_and_bridge_throughput() {
+    use futures_util::StreamExt;
+    let Some(nats) = Nats::start() else { return };
+    let n = 200_000u64;
+    // A chat message as the bridge sends it is ~114 bytes of JSON for a
+    // short text; the raw run uses the same size.
+    let payload = vec![b'x'; 114];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let raw = rt.block_on(async {
+        let sub_client = async_nats::connect(nats.url()).await.unwrap();
+        let pub_client = async_nats::connect(nats.url()).await.unwrap();
+        let mut sub = sub_client.subscribe("raw.bench").await.unwrap();
+        sub_client.flush().await.unwrap();
+        let t = Instant::now();
+        let reader = tokio::spawn(async move {
+            let mut got = 0u64;
+            while got < n {
+                match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
+                    Ok(Some(_)) => got += 1,
+                    _ => break,
+                }
+            }
+            got
+        });
+        for _ in 0..n {
+            pub_client
+                .publish("raw.bench", payload.clone().into())
+                .await
+                .unwrap();
+        }
+        pub_client.flush().await.unwrap();
+        let got = reader.await.unwrap();
+        (got, t.elapsed())
+    });
+    let env = wire::Envelope {
+        v: wire::WIRE_VERSION,
+        node: "a".into(),
+        inc: 123_456_789_012,
+        seq: 123_456,
+        ts_us: 1_764_000_000_000_000,
+        body: wire::Body::Chat {
+            from: "alice".into(),
+            text: "hello".into(),
+            order: 12_345,
+        },
+    };
+    let bridged_size = env.encode().len();
+    let a = Node::start(&nats, "a", |c| c.queue_len = 1 << 20);
+    let b = Node::start(&nats, "b", |c| c.inbound_len = 1 << 20);
+    a.wait_for("a hears b", knows("b"));
+    let m = 100_000u64;
+    let t = Instant::now();
+    for order in 1..=m {
+        a.b().publish(RoomEvent::Chat {
+            from: "alice".into(),
+            text: "hello".into(),
+            order,
+        });
+    }
+    let until = Instant::now() + Duration::from_secs(60);
+    while b.b().stats().received + b.b().stats().missed < m && Instant::now() < until {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let bridged = t.elapsed();
+    let (sa, sb) = settle(&a, &b);
+    println!(
+        "raw NATS: {} of {n} messages of 114 B in {:?}: {:.0} msg/s",
+        raw.0,
+        raw.1,
+        raw.0 as f64 / raw.1.as_secs_f64()
+    );
+    println!(
+        "bridge: {} received, {} dropped, {} missed of {m} chat messages ({bridged_size} B bridged) \
+         in {bridged:?}: {:.0} msg/s",
+        sb.received,
+        sa.dropped,
+        sb.missed,
+        sb.received as f64 / bridged.as_secs_f64()
+    );
+}
