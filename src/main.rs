@@ -7,12 +7,17 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use chatmon::cluster::ClusterConfig;
 use chatmon::eventlog::EventLog;
 use chatmon::metrics::MetricsServer;
 use chatmon::protocol::{self, DEFAULT_ADDR};
 use chatmon::server::{self, Server, ServerConfig};
 use chatmon::sys::warn;
 use chatmon::{sys, tui};
+
+/// How long `serve` lets sessions end by themselves after Ctrl-C or SIGTERM
+/// before closing them.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Client-server communication monitor: a thread-per-client chat/echo server,
 /// a terminal chat client with live round-trip latency, and analysis tools.
@@ -47,7 +52,7 @@ struct ServeArgs {
     #[arg(long, default_value = "log.txt")]
     log: PathBuf,
     /// Connections beyond this many are refused.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CLIENTS)]
     max_clients: usize,
     /// Longest accepted message line, in bytes.
     #[arg(long, default_value_t = protocol::DEFAULT_MAX_LINE)]
@@ -64,6 +69,19 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9478).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Join the room of every server started with the same NATS and --room
+    /// (repeatable: several seed URLs of one NATS cluster).
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    cluster: Vec<String>,
+    /// The room joined across the cluster.
+    #[arg(long, default_value = "lobby", requires = "cluster")]
+    room: String,
+    /// This server's name in the cluster (default: host name and port).
+    #[arg(long, requires = "cluster")]
+    node: Option<String>,
+    /// Token for NATS, when it requires one.
+    #[arg(long, env = "CHATMON_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -135,6 +153,12 @@ fn serve(a: ServeArgs) -> Result<()> {
         idle_timeout: nz(a.idle_timeout),
         token: a.token,
         stats_interval: nz(a.stats_interval),
+        cluster: (!a.cluster.is_empty()).then(|| {
+            let mut c =
+                ClusterConfig::new(a.cluster.clone(), &a.room, a.node.as_deref().unwrap_or(""));
+            c.token = a.cluster_token.clone();
+            c
+        }),
         ..ServerConfig::default()
     };
     // Handlers go in before the server starts, so that a SIGTERM arriving
@@ -179,7 +203,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     if let Some(m) = metrics {
         m.shutdown();
     }
-    server.shutdown(Duration::from_secs(2));
+    server.shutdown(STOP_GRACE);
     log.flush();
     let lost = log.unwritten();
     if lost > 0 {

@@ -217,6 +217,7 @@ async fn bridge(
     for t in tasks {
         t.abort();
     }
+    let _ = tokio::time::timeout(GOODBYE_WAIT, sh.inbound.send(ClusterEvent::Stopped)).await;
 }
 
 /// Waits for the first `Connected` event, up to `wait`.
@@ -352,9 +353,10 @@ async fn receiver(ctx: Ctx, mut sub: Subscriber) {
                 })
                 .await;
             }
-            Body::Plain { text } => {
+            Body::Plain { from, text } => {
                 ctx.emit(ClusterEvent::Plain {
                     node: env.node,
+                    from,
                     text,
                 })
                 .await;

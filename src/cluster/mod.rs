@@ -24,15 +24,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::metrics::{HistogramSnapshot, ReplyTimes};
+use crate::server::{HistogramSnapshot, ReplyTimes};
 use presence::{Presence, Update};
 use wire::{Body, Claim};
 
 /// Stack of the bridge thread: its tokio runtime runs every NATS task.
 const BRIDGE_STACK: usize = 2 * 1024 * 1024;
 
-/// How a node joins the cluster.
-#[derive(Debug, Clone)]
+/// How a node joins the cluster. Its `Debug` output hides the token.
+#[derive(Clone)]
 pub struct ClusterConfig {
     /// NATS seed URLs (`--cluster`, repeatable).
     pub urls: Vec<String>,
@@ -56,6 +56,22 @@ pub struct ClusterConfig {
     /// How long [`Bridge::start`] waits for a first connection before going
     /// on as a single node (and retrying in the background).
     pub connect_wait: Duration,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("urls", &self.urls)
+            .field("room", &self.room)
+            .field("node", &self.node)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("queue_len", &self.queue_len)
+            .field("inbound_len", &self.inbound_len)
+            .field("heartbeat", &self.heartbeat)
+            .field("lost_after", &self.lost_after)
+            .field("connect_wait", &self.connect_wait)
+            .finish()
+    }
 }
 
 impl ClusterConfig {
@@ -97,8 +113,8 @@ pub enum RoomEvent {
         text: String,
         order: u64,
     },
-    /// A plain-session line.
-    Plain { text: String },
+    /// A plain-session line; `from` is the session as the log names it.
+    Plain { from: String, text: String },
     /// A local user joined the room under `name`.
     Join { name: String },
     /// A local user left.
@@ -122,6 +138,7 @@ pub enum ClusterEvent {
     /// A plain-session line from `node`.
     Plain {
         node: String,
+        from: String,
         text: String,
     },
     Joined {
@@ -169,6 +186,9 @@ pub enum ClusterEvent {
     Problem {
         message: String,
     },
+    /// The bridge stopped: the last event. [`ClusterEvents`] turns it into
+    /// the end of the stream.
+    Stopped,
 }
 
 /// The link's state, for the TUI status bar and `/metrics`.
@@ -260,7 +280,13 @@ impl ClusterEvents {
     /// The next event; `None` once the bridge stopped. Blocks: call it from
     /// a plain thread, never from inside an async runtime.
     pub fn recv(&mut self) -> Option<ClusterEvent> {
-        self.0.blocking_recv()
+        match self.0.blocking_recv() {
+            Some(ClusterEvent::Stopped) | None => {
+                self.0.close();
+                None
+            }
+            ev => ev,
+        }
     }
 
     /// The next event if one comes within `wait`.
@@ -268,6 +294,10 @@ impl ClusterEvents {
         let until = Instant::now() + wait;
         loop {
             match self.0.try_recv() {
+                Ok(ClusterEvent::Stopped) => {
+                    self.0.close();
+                    return None;
+                }
                 Ok(ev) => return Some(ev),
                 Err(mpsc::error::TryRecvError::Disconnected) => return None,
                 Err(mpsc::error::TryRecvError::Empty) => {}
@@ -288,8 +318,8 @@ pub struct Bridge {
     /// Taken once by the hub.
     events: Mutex<Option<ClusterEvents>>,
     /// Tells the bridge thread to say goodbye and stop.
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -355,8 +385,8 @@ impl Bridge {
                 shared,
                 out: out_tx,
                 events: Mutex::new(Some(ClusterEvents(in_rx))),
-                stop: Some(stop_tx),
-                thread: Some(thread),
+                stop: Mutex::new(Some(stop_tx)),
+                thread: Mutex::new(Some(thread)),
             },
             started,
         ))
@@ -386,7 +416,7 @@ impl Bridge {
         let mut out = Vec::new();
         let body = match ev {
             RoomEvent::Chat { from, text, order } => Body::Chat { from, text, order },
-            RoomEvent::Plain { text } => Body::Plain { text },
+            RoomEvent::Plain { from, text } => Body::Plain { from, text },
             RoomEvent::Join { name } => {
                 let since_us = now_us();
                 self.shared.presence().local_join(&name, since_us, &mut out);
@@ -471,15 +501,19 @@ impl Bridge {
 
     /// Says goodbye to the other nodes (so this node's users leave there at
     /// once) and stops the bridge thread.
-    pub fn shutdown(mut self) {
-        self.stop_now();
+    pub fn shutdown(self) {
+        self.stop();
     }
 
-    fn stop_now(&mut self) {
-        if let Some(stop) = self.stop.take() {
+    /// [`Bridge::shutdown`] for an owner that shares the bridge; later
+    /// publishes are dropped and counted. Returns once the thread ended.
+    pub fn stop(&self) {
+        let stop = self.stop.lock().ok().and_then(|mut s| s.take());
+        if let Some(stop) = stop {
             let _ = stop.send(());
         }
-        if let Some(t) = self.thread.take() {
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
             let _ = t.join();
         }
     }
@@ -487,7 +521,7 @@ impl Bridge {
 
 impl Drop for Bridge {
     fn drop(&mut self) {
-        self.stop_now();
+        self.stop();
     }
 }
 

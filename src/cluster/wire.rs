@@ -51,8 +51,9 @@ pub enum Body {
         /// so a receiver can check the per-sender order.
         order: u64,
     },
-    /// A line from a plain (echo) session on the sending node.
-    Plain { text: String },
+    /// A line from a plain (echo) session on the sending node; `from` is
+    /// the session as its node's log names it.
+    Plain { from: String, text: String },
     /// A user joined on the sending node.
     Join { claim: Claim },
     /// A user left the sending node.
