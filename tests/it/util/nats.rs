@@ -120,7 +120,9 @@ impl Nats {
         };
         if let Ok(pid) = i32::try_from(child.id()) {
             // SAFETY: kill(2) on the PID of our own child, not yet reaped.
+            // SIGCONT first: a frozen server would not act on SIGTERM.
             unsafe {
+                libc::kill(pid, libc::SIGCONT);
                 libc::kill(pid, libc::SIGTERM);
             }
         }
@@ -142,6 +144,17 @@ impl Nats {
     pub fn resume(&mut self) {
         if self.child.is_none() {
             self.spawn();
+        }
+    }
+
+    /// Sends `sig` to the server (SIGSTOP freezes it: a link that takes
+    /// nothing, without closing).
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(pid) = self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok()) {
+            // SAFETY: kill(2) on the PID of our own child, not yet reaped.
+            unsafe {
+                libc::kill(pid, sig);
+            }
         }
     }
 
