@@ -232,7 +232,19 @@ impl Shared {
                 );
             }
             ClusterEvent::Renamed { old, new, .. } => {
-                self.relay(protocol::encode(&ServerMsg::Nick { old, new }).into(), None);
+                // A local member may hold `old` too (the clash the rename
+                // settles): that nick is not about it, and a client takes a
+                // nick of its own name as its own rename.
+                let namesake = self
+                    .hub
+                    .members()
+                    .iter()
+                    .find(|(_, m)| protocol::name_key(&m.name) == protocol::name_key(&old))
+                    .map(|(id, _)| *id);
+                self.relay(
+                    protocol::encode(&ServerMsg::Nick { old, new }).into(),
+                    namesake,
+                );
             }
             ClusterEvent::RenameLocal { name } => self.rename_local(&name),
             ClusterEvent::Link { up } => {
