@@ -219,9 +219,11 @@ fn serve(a: ServeArgs) -> Result<()> {
 struct BenchArgs {
     /// Server to load (host:port). Without it, a chatmon server is started in
     /// this process on a free loopback port, with full logging to a temporary
-    /// file that is deleted at the end (see --server-log).
+    /// file that is deleted at the end (see --server-log). Repeat it for the
+    /// nodes of a cluster: clients are spread over them round-robin, and chat
+    /// relays are timed apart for same-node and cross-node pairs.
     #[arg(long, value_name = "ADDR")]
-    server: Option<String>,
+    server: Vec<String>,
     /// Client counts to sweep, one table row each.
     #[arg(long, default_value = "1,10,100,1000", value_name = "N,N,...")]
     clients: String,
@@ -286,7 +288,8 @@ struct ReportArgs {
 fn bench(a: BenchArgs) -> Result<()> {
     use chatmon::bench;
     let config = bench::BenchConfig {
-        server: a.server,
+        server: a.server.first().cloned(),
+        also: a.server.iter().skip(1).cloned().collect(),
         clients: bench::parse_clients(&a.clients).map_err(|e| anyhow::anyhow!("--clients: {e}"))?,
         rate: a.rate,
         stop: match a.messages {

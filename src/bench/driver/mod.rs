@@ -36,6 +36,9 @@ const FRAME_SLACK: usize = 1024;
 /// What every client task of a row shares.
 pub(crate) struct RowShared {
     mode: Mode,
+    /// Servers the clients are spread over; above 1, relays are timed
+    /// apart for same-node and cross-node pairs.
+    nodes: usize,
     /// Open loop at this total rate; `None`: closed loop.
     rate: Option<f64>,
     /// Clients that connected: the open-loop schedule spreads over them.
@@ -73,18 +76,19 @@ impl RowShared {
 /// Runs the row of `clients` clients against `target`.
 pub(crate) async fn run_row(
     config: &BenchConfig,
-    target: &str,
+    targets: &[String],
     clients: usize,
     limit: u64,
     local: bool,
 ) -> Result<Row, BenchError> {
     let mut results: Vec<ClientResult> = Vec::new();
-    let conns = connect::connect_all(config, target, clients, limit, local, &mut results).await?;
+    let conns = connect::connect_all(config, targets, clients, limit, local, &mut results).await?;
     let connected = conns.len();
     let (done_tx, _) = watch::channel(false);
     let start = Instant::now() + START_DELAY;
     let shared = Arc::new(RowShared {
         mode: config.mode,
+        nodes: targets.len().max(1),
         rate: config.rate,
         clients: connected,
         stop: config.stop,
@@ -105,8 +109,8 @@ pub(crate) async fn run_row(
         .progress
         .then(|| progress::Progress::start(config, clients, shared.clone()));
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, stream) in conns.into_iter().enumerate() {
-        tasks.spawn(drive(stream, i, shared.clone()));
+    for (i, (node, stream)) in conns.into_iter().enumerate() {
+        tasks.spawn(drive(stream, i, node, shared.clone()));
     }
     while let Some(r) = tasks.join_next().await {
         match r {
@@ -121,16 +125,17 @@ pub(crate) async fn run_row(
         clients,
         connected,
         shared.mode,
+        shared.nodes > 1,
         shared.measure_from,
         results,
     ))
 }
 
 /// Runs one client from the start of the row to its end.
-async fn drive(stream: TcpStream, client: usize, sh: Arc<RowShared>) -> ClientResult {
+async fn drive(stream: TcpStream, client: usize, node: usize, sh: Arc<RowShared>) -> ClientResult {
     let mut res = ClientResult::default();
     let (mut rd, mut wr) = stream.into_split();
-    let mut tx = send::Sender::new(client, sh.size);
+    let mut tx = send::Sender::new(client, node, sh.size);
     let mut rx = receive::Receiver::new(LineFramer::new(MAX_ANSWER + FRAME_SLACK));
     let mut done = sh.done.subscribe();
     let mut buf = vec![0u8; READ_BUF];
