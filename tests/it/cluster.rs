@@ -461,3 +461,47 @@ fn unreachable_nats_at_start_leaves_a_working_single_node() {
             .any(|l| l.contains("Cluster") && l.contains("NATS unreachable"))
     );
 }
+
+#[test]
+fn bench_over_two_nodes_reports_same_and_cross_node_relays() {
+    let Some(nats) = Nats::start() else { return };
+    let a = node(&nats, "a", &[]);
+    let b = node(&nats, "b", &[]);
+    a.knows(&["b"]);
+    b.knows(&["a"]);
+    let (sa, sb) = (a.addr().to_string(), b.addr().to_string());
+    let out = process::chatmon([
+        "bench",
+        "--mode",
+        "chat",
+        "--server",
+        &sa,
+        "--server",
+        &sb,
+        "--clients",
+        "4",
+        "--messages",
+        "50",
+        "--warmup",
+        "0s",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |pair: &str| -> u64 {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(pair))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {pair} row in:\n{text}"))
+    };
+    // Four clients, two a node: each message reaches one client on its own
+    // node and two on the other (a relay still on its way when the bench
+    // ends is not counted, so at most that many).
+    let (same, cross) = (row("same-node"), row("cross-node"));
+    assert!((1..=4 * 50).contains(&same), "{text}");
+    assert!((1..=4 * 50 * 2).contains(&cross), "{text}");
+}

@@ -26,6 +26,9 @@ const READ_BUF: usize = 4096;
 /// How long a chat client keeps reading after the last client finished, for
 /// relays still on their way; reset by every read.
 const RELAY_DRAIN: Duration = Duration::from_millis(50);
+/// [`RELAY_DRAIN`] over several servers: a cross-node relay takes more
+/// hops (bridge, NATS, the other bridge), each one a thread wake-up.
+const RELAY_DRAIN_NODES: Duration = Duration::from_millis(1000);
 /// Time between spawning the clients and the row's time zero, so that every
 /// task is spawned before the schedule starts.
 const START_DELAY: Duration = Duration::from_millis(20);
@@ -65,6 +68,14 @@ impl RowShared {
     fn sender_finished(&self) {
         if self.sending.fetch_sub(1, Ordering::AcqRel) == 1 {
             let _ = self.done.send(true);
+        }
+    }
+
+    fn relay_drain(&self) -> Duration {
+        if self.nodes > 1 {
+            RELAY_DRAIN_NODES
+        } else {
+            RELAY_DRAIN
         }
     }
 
@@ -174,7 +185,7 @@ async fn drive(stream: TcpStream, client: usize, node: usize, sh: Arc<RowShared>
                     let now = Instant::now();
                     rx.on_bytes(&buf[..n], &sh, &mut tx, &mut res, now);
                     if drain_until.is_some() {
-                        drain_until = Some(now + RELAY_DRAIN);
+                        drain_until = Some(now + sh.relay_drain());
                     }
                 }
                 Err(e) => {
@@ -195,7 +206,7 @@ async fn drive(stream: TcpStream, client: usize, node: usize, sh: Arc<RowShared>
                 }
             }
             _ = done.wait_for(|d| *d), if reported && drain_until.is_none() => {
-                drain_until = Some(Instant::now() + RELAY_DRAIN);
+                drain_until = Some(Instant::now() + sh.relay_drain());
             }
         }
     }
