@@ -259,10 +259,6 @@ impl Server {
                 .log
                 .record(EventKind::Cluster, &LogMessage::Cluster { what });
         }
-        let delivery = match shared.cluster.as_ref().and_then(|b| b.take_events()) {
-            Some(events) => Some(cluster::spawn_delivery(shared.clone(), events)?),
-            None => None,
-        };
         let s = shared.clone();
         let accept = thread::Builder::new()
             .name("chatmon-accept".into())
@@ -285,6 +281,23 @@ impl Server {
                 }
             }
             _ => None,
+        };
+        let delivery = match shared.cluster.as_ref().and_then(|b| b.take_events()) {
+            Some(events) => match cluster::spawn_delivery(shared.clone(), events) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    shared.shutdown.trigger();
+                    let _ = accept.join();
+                    if let Some(s) = stats {
+                        let _ = s.join();
+                    }
+                    if let Some(b) = &shared.cluster {
+                        b.stop();
+                    }
+                    return Err(e);
+                }
+            },
+            None => None,
         };
         Ok(Server {
             shared,
