@@ -459,7 +459,9 @@ async fn control(
                 Some(Event::ServerError(e)) => {
                     ctx.emit(ClusterEvent::Problem { message: format!("NATS server error: {e}") }).await;
                 }
-                Some(Event::ClientError(e)) => {
+                // While the link is not up these are the retries failing,
+                // one every second or two: the link state says it already.
+                Some(Event::ClientError(e)) if LinkState::from_u8(sh.link.load(Ordering::SeqCst)) == LinkState::Up => {
                     ctx.emit(ClusterEvent::Problem { message: format!("NATS client error: {e}") }).await;
                 }
                 Some(_) => {}
