@@ -561,6 +561,14 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_hides_the_token() {
+        let mut c = ClusterConfig::new(vec!["nats://127.0.0.1:1".into()], "lobby", "n");
+        c.token = Some("s3cret".into());
+        let d = format!("{c:?}");
+        assert!(!d.contains("s3cret") && d.contains("<hidden>"), "{d}");
+    }
+
+    #[test]
     fn incarnations_differ() {
         assert_ne!(incarnation(), incarnation());
     }
