@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use chatmon::cluster::ClusterConfig;
 use chatmon::eventlog::EventLog;
 use chatmon::metrics::MetricsServer;
 use chatmon::protocol::{self, DEFAULT_ADDR};
@@ -80,6 +81,19 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9478).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Join the room of every server started with the same NATS and --room
+    /// (repeatable: several seed URLs of one NATS cluster).
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    cluster: Vec<String>,
+    /// The room joined across the cluster.
+    #[arg(long, default_value = "lobby", requires = "cluster")]
+    room: String,
+    /// This server's name in the cluster (default: host name and port).
+    #[arg(long, requires = "cluster")]
+    node: Option<String>,
+    /// Token for NATS, when it requires one.
+    #[arg(long, env = "CHATMON_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -160,6 +174,12 @@ fn serve(a: ServeArgs) -> Result<()> {
         max_per_ip_loopback: a.max_per_ip_loopback,
         token: a.token,
         stats_interval: nz(a.stats_interval),
+        cluster: (!a.cluster.is_empty()).then(|| {
+            let mut c =
+                ClusterConfig::new(a.cluster.clone(), &a.room, a.node.as_deref().unwrap_or(""));
+            c.token = a.cluster_token.clone();
+            c
+        }),
         ..ServerConfig::default()
     };
     // Handlers go in before the server starts, so that a SIGTERM arriving
@@ -220,9 +240,11 @@ fn serve(a: ServeArgs) -> Result<()> {
 struct BenchArgs {
     /// Server to load (host:port). Without it, a chatmon server is started in
     /// this process on a free loopback port, with full logging to a temporary
-    /// file that is deleted at the end (see --server-log).
+    /// file that is deleted at the end (see --server-log). Repeat it for the
+    /// nodes of a cluster: clients are spread over them round-robin, and chat
+    /// relays are timed apart for same-node and cross-node pairs.
     #[arg(long, value_name = "ADDR")]
-    server: Option<String>,
+    server: Vec<String>,
     /// Client counts to sweep, one table row each.
     #[arg(long, default_value = "1,10,100,1000", value_name = "N,N,...")]
     clients: String,
@@ -287,7 +309,8 @@ struct ReportArgs {
 fn bench(a: BenchArgs) -> Result<()> {
     use chatmon::bench;
     let config = bench::BenchConfig {
-        server: a.server,
+        server: a.server.first().cloned(),
+        also: a.server.iter().skip(1).cloned().collect(),
         clients: bench::parse_clients(&a.clients).map_err(|e| anyhow::anyhow!("--clients: {e}"))?,
         rate: a.rate,
         stop: match a.messages {

@@ -22,6 +22,10 @@ const SERVER: &str = "server";
 /// Opens the server's lines about a peer, its errors and its figures.
 const SERVER_COLON: &str = "server: ";
 const SERVER_IN: &str = "server <- ";
+/// Between the sender and its node in a message from another node.
+const ON_NODE: &str = " on node ";
+/// Opens the cluster's lines.
+const CLUSTER_COLON: &str = "cluster: ";
 const SERVER_OUT: &str = "server -> ";
 const SERVER_LISTENING: &str = "server listening on ";
 const SERVER_STOPPED: &str = "server stopped after ";
@@ -118,6 +122,16 @@ pub enum LogMessage<'a> {
         id: Option<u64>,
         text: &'a str,
     },
+    /// `Message Received`: `server <- FROM on node NODE: TEXT`, a message
+    /// that reached this server from another node of the cluster.
+    ClusterReceived {
+        from: &'a str,
+        node: &'a str,
+        text: &'a str,
+    },
+    /// `Cluster`: `cluster: WHAT`, the link to the other nodes (up, down) and
+    /// the nodes themselves (joined, lost, left).
+    Cluster { what: &'a str },
     /// `Message Sent`: `server -> WHO: TEXT` or `server -> WHO #ID: TEXT`;
     /// TEXT is the whole reply (`Server received: ...`).
     ServerReplied {
@@ -285,9 +299,11 @@ impl<'a> LogMessage<'a> {
             M::ServerConnected { .. } | M::ClientConnected { .. } => EventKind::Connection,
             M::ServerDisconnected { .. } | M::ClientDisconnected { .. } => EventKind::Disconnection,
             M::ServerJoined { .. } | M::ServerRenamed { .. } => EventKind::Join,
-            M::ServerReceived { .. } | M::ClientReply { .. } | M::ClientRelay { .. } => {
-                EventKind::MessageReceived
-            }
+            M::ServerReceived { .. }
+            | M::ClusterReceived { .. }
+            | M::ClientReply { .. }
+            | M::ClientRelay { .. } => EventKind::MessageReceived,
+            M::Cluster { .. } => EventKind::Cluster,
             M::ServerReplied { .. } | M::ClientSent { .. } => EventKind::MessageSent,
             M::ServerError { .. }
             | M::ClientServerError { .. }
@@ -310,6 +326,8 @@ impl<'a> LogMessage<'a> {
                 | M::ServerJoined { .. }
                 | M::ServerRenamed { .. }
                 | M::ServerReceived { .. }
+                | M::ClusterReceived { .. }
+                | M::Cluster { .. }
                 | M::ServerReplied { .. }
                 | M::ServerError { .. }
                 | M::Stats(_)
@@ -354,7 +372,8 @@ impl<'a> LogMessage<'a> {
                 parse_server_disconnected(text).or_else(|| parse_client_disconnected(text))
             }
             EventKind::Join => parse_server_joined(text).or_else(|| parse_server_renamed(text)),
-            EventKind::MessageReceived => parse_server_received(text)
+            EventKind::MessageReceived => parse_cluster_received(text)
+                .or_else(|| parse_server_received(text))
                 .or_else(|| parse_client_reply(text))
                 .or_else(|| parse_client_relay(text)),
             EventKind::MessageSent => {
@@ -365,6 +384,9 @@ impl<'a> LogMessage<'a> {
                 .or_else(|| parse_client_server_error(text))
                 .or_else(|| parse_client_error(text)),
             EventKind::Stats => parse_stats(text).map(LogMessage::Stats),
+            EventKind::Cluster => text
+                .strip_prefix(CLUSTER_COLON)
+                .map(|what| LogMessage::Cluster { what }),
             EventKind::Other(_) => None,
         };
         typed.unwrap_or(LogMessage::Other(text))
@@ -439,6 +461,10 @@ impl fmt::Display for LogMessage<'_> {
             M::ServerReceived { who, id, text } => {
                 write!(f, "{SERVER_IN}{who}{}{TEXT_START}{text}", Id(id))
             }
+            M::ClusterReceived { from, node, text } => {
+                write!(f, "{SERVER_IN}{from}{ON_NODE}{node}{TEXT_START}{text}")
+            }
+            M::Cluster { what } => write!(f, "{CLUSTER_COLON}{what}"),
             M::ServerReplied { who, id, text } => {
                 write!(f, "{SERVER_OUT}{who}{}{TEXT_START}{text}", Id(id))
             }
@@ -710,6 +736,16 @@ fn parse_server_renamed(text: &str) -> Option<LogMessage<'_>> {
         old: name(old)?,
         peer: word(peer)?,
         new: name(new)?,
+    })
+}
+
+fn parse_cluster_received(text: &str) -> Option<LogMessage<'_>> {
+    let (head, text) = text.strip_prefix(SERVER_IN)?.split_once(TEXT_START)?;
+    let (from, node) = head.split_once(ON_NODE)?;
+    Some(LogMessage::ClusterReceived {
+        from: word(from)?,
+        node: word(node)?,
+        text,
     })
 }
 
@@ -1007,6 +1043,20 @@ mod tests {
                     text: "hello",
                 },
                 "server <- alice@127.0.0.1:39876 #1: hello",
+            ),
+            (
+                M::ClusterReceived {
+                    from: "bob",
+                    node: "b",
+                    text: "hi: from afar",
+                },
+                "server <- bob on node b: hi: from afar",
+            ),
+            (
+                M::Cluster {
+                    what: "link up (nats://127.0.0.1:4300)",
+                },
+                "cluster: link up (nats://127.0.0.1:4300)",
             ),
             (
                 M::ServerReplied {

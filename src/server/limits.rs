@@ -257,6 +257,7 @@ mod tests {
             next_id: Default::default(),
             per_addr: PerAddress::default(),
             waiting: Waiting::default(),
+            cluster: None,
             started: Instant::now(),
             local_addr: "127.0.0.1:1".parse().expect("addr"),
         })

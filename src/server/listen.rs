@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::accept::{self, Accept};
+use crate::cluster::RoomEvent;
 use crate::eventlog::{EventKind, LogMessage};
 use crate::protocol::{self, ServerMsg};
 use crate::shutdown::Tracked;
@@ -225,11 +226,22 @@ impl Drop for SessionGuard {
                 reason: &reason.to_string(),
             },
         );
+        // The cluster heard of the join before the welcome, so it hears of
+        // the leave even if the join was never announced here. At shutdown
+        // the node's goodbye says it for everyone at once.
+        if let Some(m) = &member
+            && !sh.shutdown.is_triggered()
+        {
+            sh.to_cluster(RoomEvent::Leave {
+                name: m.name.clone(),
+                reason: reason.to_string(),
+            });
+        }
         if let Some(m) = member
             && m.announced
             && !sh.shutdown.is_triggered()
         {
-            let users = sh.hub.members_len();
+            let users = sh.room_size();
             let line = protocol::encode(&ServerMsg::Leave {
                 name: m.name,
                 users,

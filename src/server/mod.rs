@@ -10,6 +10,8 @@
 //! - `limits`: what keeps a few peers from holding every slot: connections
 //!   per address, and the connections owing their first line that a full
 //!   server evicts (the deadlines are `session/deadline.rs`).
+//! - `cluster`: the hub's side of `serve --cluster`: local room events to
+//!   the bridge, other nodes' events to the local members.
 //! - `hub`: the room: members, subscribers, and where a chat line is relayed.
 //! - `outbox`: a chat client's bounded outbound queue and its writer thread.
 //! - `stats`: the figures the server keeps (counters, error kinds, reply
@@ -32,6 +34,7 @@
 //! Each client costs one descriptor: the reader and writer share one
 //! `Arc<TcpStream>` (`&TcpStream` is both `Read` and `Write`).
 
+mod cluster;
 mod conn;
 mod hub;
 mod limits;
@@ -48,6 +51,7 @@ use std::sync::{Arc, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::cluster::{Bridge, ClusterConfig};
 use crate::eventlog::{self, EventKind, EventLog, LogMessage};
 use crate::protocol::{self, SHUTDOWN_NOTICE, ServerMsg};
 use crate::shutdown::Shutdown;
@@ -57,6 +61,7 @@ use self::conn::{Conn, DisconnectReason};
 use self::hub::Hub;
 use self::outbox::Outbox;
 
+pub use self::cluster::ClusterView;
 pub use self::stats::{
     Counters, ErrorCounts, ErrorKind, HistogramSnapshot, Monitor, ReplyTimes, Snapshot,
 };
@@ -118,6 +123,10 @@ pub struct ServerConfig {
     /// take over its address, while a stopped `chatmon serve` keeps its
     /// address free for its restart.
     pub embedded: bool,
+    /// Join this server's room to the other nodes of a NATS cluster
+    /// (`serve --cluster`); `None`: a single server, nothing of NATS runs.
+    /// An empty node name is filled in with this host's name and port.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -137,6 +146,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("partial_line_delay", &self.partial_line_delay)
             .field("stats_interval", &self.stats_interval)
             .field("embedded", &self.embedded)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -178,6 +188,7 @@ impl Default for ServerConfig {
             partial_line_delay: DEFAULT_PARTIAL_LINE_DELAY,
             stats_interval: Some(DEFAULT_STATS_INTERVAL),
             embedded: false,
+            cluster: None,
         }
     }
 }
@@ -204,6 +215,9 @@ struct Shared {
     waiting: limits::Waiting,
     started: Instant,
     local_addr: SocketAddr,
+    /// The bridge to the other nodes (`--cluster`); the hub hands it local
+    /// room events and never waits on it.
+    cluster: Option<Bridge>,
 }
 
 /// A running server. Dropping it stops it with a short grace period; call
@@ -212,6 +226,8 @@ pub struct Server {
     shared: Arc<Shared>,
     accept: Option<thread::JoinHandle<()>>,
     stats: Option<thread::JoinHandle<()>>,
+    /// Delivers other nodes' events, when in a cluster.
+    cluster: Option<thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -232,6 +248,13 @@ impl Server {
         // Room in the accept queue for a burst as large as the client limit;
         // if this fails, std's 128 still works, only bursts are slower.
         let _ = sys::set_listen_backlog(&listener, config.max_clients.max(MIN_BACKLOG));
+        let (bridge, cluster_note) = match config.cluster.clone() {
+            Some(c) => {
+                let (b, note) = cluster::start_bridge(c, local_addr)?;
+                (Some(b), Some(note))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
             let w = weak.clone();
             let tap: eventlog::Tap = Arc::new(move |line: &str| {
@@ -252,6 +275,7 @@ impl Server {
                 waiting: limits::Waiting::default(),
                 started: Instant::now(),
                 local_addr,
+                cluster: bridge,
             }
         });
         let token_required = shared.config.token.is_some();
@@ -264,6 +288,11 @@ impl Server {
                 token_required,
             },
         );
+        if let Some(what) = &cluster_note {
+            shared
+                .log
+                .record(EventKind::Cluster, &LogMessage::Cluster { what });
+        }
         let s = shared.clone();
         let accept = thread::Builder::new()
             .name("chatmon-accept".into())
@@ -287,10 +316,28 @@ impl Server {
             }
             _ => None,
         };
+        let delivery = match shared.cluster.as_ref().and_then(|b| b.take_events()) {
+            Some(events) => match cluster::spawn_delivery(shared.clone(), events) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    shared.shutdown.trigger();
+                    let _ = accept.join();
+                    if let Some(s) = stats {
+                        let _ = s.join();
+                    }
+                    if let Some(b) = &shared.cluster {
+                        b.stop();
+                    }
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         Ok(Server {
             shared,
             accept: Some(accept),
             stats,
+            cluster: delivery,
         })
     }
 
@@ -331,6 +378,14 @@ impl Server {
         }
         if let Some(a) = self.accept.take() {
             let _ = a.join();
+        }
+        // Goodbye first: the other nodes drop this node's users at once,
+        // rather than one leave at a time while the sessions close.
+        if let Some(b) = &sh.cluster {
+            b.stop();
+        }
+        if let Some(d) = self.cluster.take() {
+            let _ = d.join();
         }
         let conns: Vec<Arc<Conn>> = sh.lock_conns().values().cloned().collect();
         let members: HashMap<u64, Arc<Outbox>> = sh.hub.member_outboxes();

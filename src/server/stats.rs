@@ -271,9 +271,10 @@ impl Shared {
     /// The server's figures as a `stats` message for subscribers.
     pub(super) fn stats_msg(&self) -> Arc<str> {
         let snap = self.snapshot();
+        let names = self.names_with_nodes(&snap.names).unwrap_or(snap.names);
         protocol::encode(&ServerMsg::Stats {
             clients: snap.clients,
-            names: snap.names,
+            names,
             msgs_per_sec: f64::from_bits(self.last_rate_bits.load(Ordering::Relaxed)),
             uptime_secs: snap.uptime.as_secs(),
         })

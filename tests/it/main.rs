@@ -16,6 +16,10 @@ mod util;
 mod bench;
 /// Chat mode: replies by id, relay, presence, names.
 mod chat;
+/// `serve --cluster`: nodes joined through a private nats-server.
+mod cluster;
+/// The cluster bridge against a private nats-server.
+mod cluster_bridge;
 /// Faults against the real binary and the log writer: unopenable and full
 /// disks, descriptor exhaustion, SIGTERM under load.
 mod faults;

@@ -30,6 +30,9 @@ pub(crate) struct Status {
     server_embedded: bool,
     /// The server is a seed-style plain server: no room, no names.
     plain: bool,
+    /// Set (to the server's node name) while the server says its cluster
+    /// link is down: the room then holds only that node's users.
+    cluster_down: Option<String>,
 }
 
 impl Status {
@@ -42,6 +45,7 @@ impl Status {
             local_server: None,
             server_embedded: false,
             plain: false,
+            cluster_down: None,
         }
     }
 
@@ -95,5 +99,13 @@ impl Status {
 
     pub(crate) fn set_server_embedded(&mut self, embedded: bool) {
         self.server_embedded = embedded;
+    }
+
+    pub(crate) fn cluster_down(&self) -> Option<&str> {
+        self.cluster_down.as_deref()
+    }
+
+    pub(crate) fn set_cluster_link(&mut self, up: bool, node: String) {
+        self.cluster_down = (!up).then_some(node);
     }
 }
