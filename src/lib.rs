@@ -19,10 +19,10 @@
 //! - [`metrics`]: the Prometheus endpoint (`serve --metrics`): reads the
 //!   server's figures through [`server::Monitor`]; its HTTP server is
 //!   `metrics/http.rs`. `→ server, shutdown, accept`.
-//! - [`client`]: the chat client's connection task: reconnects, RTT tracking.
-//!   `→ protocol, eventlog`.
+//! - [`client`]: the chat client's connection task: reconnects, RTT tracking,
+//!   latency probes (`client/probe.rs`). `→ protocol, eventlog, latency`.
 //! - [`latency`]: latency figures from HDR histograms, shared by bench and
-//!   report.
+//!   report, and the live windows of the chat client (`latency/live.rs`).
 //! - [`bench`]: the load generator behind `chatmon bench`: tokio clients,
 //!   closed or open loop, HDR latency histograms, table/JSON/CSV/SVG output.
 //!   `→ protocol, server, latency, sys`.

@@ -90,6 +90,16 @@ struct ChatArgs {
     /// Never start a server in this process, even if none is running.
     #[arg(long)]
     no_local_server: bool,
+    /// Latency probe period on the chat connection (0 = off).
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = humantime::parse_duration)]
+    probe: Duration,
+    /// Colours: dark, light or mono (default: mono when NO_COLOR is set, else dark).
+    #[arg(long, value_name = "THEME")]
+    theme: Option<tui::ThemeChoice>,
+    /// Leave the mouse to the terminal, so that text can be selected and
+    /// copied (the wheel no longer scrolls; /mouse toggles).
+    #[arg(long)]
+    no_mouse: bool,
 }
 
 fn main() {
@@ -122,6 +132,9 @@ fn chat(a: ChatArgs) -> Result<()> {
         tail: a.tail,
         token: a.token,
         auto_server: !a.no_local_server,
+        probe_every: a.probe,
+        theme: a.theme,
+        mouse: !a.no_mouse,
     })
 }
 

@@ -4,8 +4,10 @@
 //! socket; this task never touches the terminal.
 //!
 //! `mod` holds what the UI sees (settings, commands, events, the handle);
-//! `task` the connection task itself; `rtt` the round-trip bookkeeping.
+//! `task` the connection task itself; `rtt` the round-trip bookkeeping;
+//! `probe` the latency probes' ids, timeouts and log interval.
 
+mod probe;
 mod rtt;
 mod task;
 
@@ -18,6 +20,7 @@ use tokio::sync::mpsc;
 use crate::eventlog::EventLog;
 use crate::protocol;
 
+pub use self::probe::probe_timeout;
 pub use self::task::backoff;
 
 /// A message without a reply this long is shown as timed out.
@@ -29,6 +32,8 @@ pub const DEFAULT_MAX_LINE: usize = protocol::DEFAULT_MAX_LINE * 2 + 1024;
 pub const DEFAULT_MAX_QUEUED: usize = 1000;
 /// Ping period: well under the server's default idle timeout of 10 minutes.
 pub const DEFAULT_PING_EVERY: Duration = Duration::from_secs(25);
+/// Latency probe period (`chatmon chat --probe`).
+pub const DEFAULT_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -49,6 +54,9 @@ pub struct ClientConfig {
     /// A `ping` goes out this often, so that a user who only reads is not
     /// closed by the server's `--idle-timeout` (which must be longer).
     pub ping_every: Duration,
+    /// A latency probe goes out this often while connected; zero turns
+    /// probes off. A probe unanswered for [`probe_timeout`] is lost.
+    pub probe_every: Duration,
 }
 
 impl ClientConfig {
@@ -62,6 +70,7 @@ impl ClientConfig {
             max_line: DEFAULT_MAX_LINE,
             max_queued: DEFAULT_MAX_QUEUED,
             ping_every: DEFAULT_PING_EVERY,
+            probe_every: DEFAULT_PROBE_EVERY,
         }
     }
 }
@@ -113,6 +122,16 @@ pub enum ClientEvent {
     },
     /// No reply within the timeout (a late reply still comes as `Reply`).
     TimedOut {
+        id: u64,
+    },
+    /// The answer to latency probe `id`, with its round trip.
+    Probe {
+        id: u64,
+        rtt: Duration,
+    },
+    /// Latency probe `id` got no answer within [`probe_timeout`], or its
+    /// connection was lost first; a late answer is not reported.
+    ProbeLost {
         id: u64,
     },
     /// Not delivered, or not known to be; `reason` says which.

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::eventlog::{self, EventKind, EventLog, LogMessage};
 use crate::protocol::{self, ClientMsg, Frame, LineFramer, PROTOCOL_VERSION, ServerMsg};
 
+use super::probe::Prober;
 use super::rtt::RttTracker;
 use super::{ClientConfig, ClientEvent, Command, DisconnectKind};
 
@@ -28,6 +29,8 @@ struct Task {
     name: String,
     subscribe: bool,
     quit: bool,
+    /// The latency probes; `None` when they are off.
+    probes: Option<Prober>,
 }
 
 /// Why a connection ended. Its `Display` is the reason the UI shows (and the
@@ -94,7 +97,9 @@ pub(super) async fn run(
         queued: VecDeque::new(),
         rtt: RttTracker::default(),
         quit: false,
+        probes: None,
     };
+    t.probes = Prober::new(t.config.probe_every, Instant::now());
     let mut attempt: u32 = 0;
     while !t.quit {
         attempt += 1;
@@ -120,6 +125,7 @@ pub(super) async fn run(
             SessionEnd::Ended(e) => (e, 0),
         };
         // Whatever was in flight is now unknown: say so instead of waiting.
+        t.probes_lost_with_connection();
         for id in t.rtt.drain() {
             t.emit(ClientEvent::Undelivered {
                 id,
@@ -158,6 +164,8 @@ const READ_BUF: usize = 16 * 1024;
 const EXPIRY_TICK: Duration = Duration::from_millis(250);
 /// Shortest ping period, whatever the configuration says.
 const MIN_PING_EVERY: Duration = Duration::from_millis(100);
+/// Shortest probe period, whatever the configuration says.
+const MIN_PROBE_EVERY: Duration = Duration::from_millis(10);
 /// Characters of a non-chat server's first line quoted in the error.
 const QUOTE_CHARS: usize = 80;
 
@@ -234,6 +242,9 @@ impl Task {
         let every = self.config.ping_every.max(MIN_PING_EVERY);
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first probe goes out as soon as we are welcomed.
+        let mut probe = tokio::time::interval(self.config.probe_every.max(MIN_PROBE_EVERY));
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 r = rd.read(&mut buf) => {
@@ -336,6 +347,12 @@ impl Task {
                     for id in self.rtt.expire(Instant::now(), self.config.reply_timeout) {
                         self.emit(ClientEvent::TimedOut { id });
                     }
+                    self.expire_probes(Instant::now());
+                }
+                _ = probe.tick(), if welcomed && self.probes.is_some() => {
+                    if let Err(e) = self.send_probe(&mut wr).await {
+                        return self.lost(e);
+                    }
                 }
                 _ = ping.tick(), if welcomed => {
                     if let Err(e) = write_msg(&mut wr, &ClientMsg::Ping).await {
@@ -406,8 +423,56 @@ impl Task {
         Ok(())
     }
 
+    /// Writes one probe; every [`super::probe::LOG_EVERY`] logs the figures
+    /// of the probes before it.
+    async fn send_probe(
+        &mut self,
+        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    ) -> Result<(), ConnError> {
+        let Some(p) = self.probes.as_mut() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let due = p.due_log(now);
+        let id = p.sent(now);
+        if let Some(f) = due {
+            self.log.record(
+                EventKind::Probe,
+                &LogMessage::ClientProbes {
+                    name: &self.name,
+                    server: self.peer(),
+                    count: f.count,
+                    lost: f.lost,
+                    p50: f.p50,
+                    p99: f.p99,
+                    jitter: f.jitter.unwrap_or_default(),
+                },
+            );
+        }
+        write_msg(wr, &ClientMsg::Probe { id }).await
+    }
+
+    fn expire_probes(&mut self, now: Instant) {
+        let lost = self.probes.as_mut().map(|p| p.expire(now));
+        for id in lost.into_iter().flatten() {
+            self.emit(ClientEvent::ProbeLost { id });
+        }
+    }
+
+    fn probes_lost_with_connection(&mut self) {
+        let lost = self.probes.as_mut().map(|p| p.drain(Instant::now()));
+        for id in lost.into_iter().flatten() {
+            self.emit(ClientEvent::ProbeLost { id });
+        }
+    }
+
     fn on_message(&mut self, msg: ServerMsg, now: Instant) -> Option<SessionEnd> {
         match msg {
+            ServerMsg::ProbeReply { id } => {
+                if let Some(rtt) = self.probes.as_mut().and_then(|p| p.replied(id, now)) {
+                    self.emit(ClientEvent::Probe { id, rtt });
+                }
+            }
             ServerMsg::Reply { id, text } => {
                 let Some(rtt) = self.rtt.replied(id, now) else {
                     // A reply to something we no longer track (already given

@@ -65,6 +65,9 @@ pub enum ClientMsg {
     /// Nothing to do: keeps a quiet but present client (someone who only
     /// reads) from being closed by the server's idle timeout.
     Ping,
+    /// A latency probe: answered at once with a `probe_reply` carrying the
+    /// same `id`; never relayed, shown or logged by the server.
+    Probe { id: u64 },
 }
 
 fn is_false(b: &bool) -> bool {
@@ -93,6 +96,8 @@ pub enum ServerMsg {
     },
     /// Answer to one `msg`, carrying its id.
     Reply { id: u64, text: String },
+    /// Answer to one `probe`, carrying its id.
+    ProbeReply { id: u64 },
     /// Someone else's message, relayed. `ts` is the server's local time.
     Chat {
         from: String,
@@ -276,7 +281,7 @@ pub fn reply_text(text: &str) -> String {
 }
 
 /// Whether a first line is a chat message other than a hello (`msg`, `nick`,
-/// `subscribe`): a client that skipped its hello, to be told so rather than
+/// `subscribe`, `probe`): a client that skipped its hello, to be told so rather than
 /// be served as a plain session.
 pub fn is_chat_before_hello(line: &[u8]) -> bool {
     let t = line.trim_ascii_start();
@@ -291,7 +296,7 @@ pub fn is_chat_before_hello(line: &[u8]) -> bool {
     matches!(
         decode::<Typed>(t),
         Ok(Typed {
-            kind: Some("msg" | "nick" | "subscribe")
+            kind: Some("msg" | "nick" | "subscribe" | "probe")
         })
     )
 }
@@ -343,6 +348,17 @@ mod tests {
         ));
         assert!(!is_chat_before_hello(b"{not json}"));
         assert!(!is_chat_before_hello(b"msg"));
+    }
+
+    #[test]
+    fn probe_wire_form() {
+        let p = encode(&ClientMsg::Probe { id: 9 });
+        assert_eq!(p, "{\"type\":\"probe\",\"id\":9}\n");
+        let r = encode(&ServerMsg::ProbeReply { id: 9 });
+        assert_eq!(r, "{\"type\":\"probe_reply\",\"id\":9}\n");
+        let back: ServerMsg = decode(r.trim_end().as_bytes()).expect("decodes");
+        assert_eq!(back, ServerMsg::ProbeReply { id: 9 });
+        assert!(is_chat_before_hello(p.trim_end().as_bytes()));
     }
 
     #[test]

@@ -4,14 +4,15 @@
 //! panes wrap to (scrolls are clamped to them) and the areas it laid out
 //! (for the mouse and paging).
 
+mod chart;
 mod chat;
 mod figures;
 mod help;
 mod input;
+mod lag;
 mod log;
 mod recent;
 mod server;
-mod spark;
 mod status;
 mod text;
 mod theme;
@@ -25,6 +26,7 @@ use ratatui::widgets::{Block, BorderType};
 
 use super::app::App;
 pub(crate) use theme::Theme;
+pub use theme::ThemeChoice;
 
 /// Below this width the panes stack instead of standing side by side.
 pub(crate) const WIDE: u16 = 100;
@@ -41,16 +43,17 @@ const STACKED_LIVE_SHARE: (u16, u16) = (2, 5);
 const STACKED_LIVE_MIN: u16 = 8;
 /// ...while leaving this many for the chat and the input.
 const STACKED_CHAT_KEEP: u16 = 6;
-/// Rows of the latency figures (two lines and borders).
-const FIGURES_ROWS: u16 = 4;
 /// Rows of the server panel, when the server streams figures.
 const SERVER_ROWS: u16 = 3;
-/// Rows of the sparkline, shown from [`SPARK_FROM`] rows of the log side.
-const SPARK_ROWS: u16 = 5;
-const SPARK_FROM: u16 = 16;
-/// Rows of the recent messages, shown from [`RECENT_FROM`] rows.
+/// Fewest rows of the chart (its axes, labels and a few rows of points):
+/// with fewer it is not drawn at all.
+const CHART_MIN_ROWS: u16 = 8;
+/// Most rows the chart takes; the log has the rest.
+const CHART_MAX_ROWS: u16 = 16;
+/// The chart's share of the rows the figures and the log leave.
+const CHART_SHARE: (u16, u16) = (3, 5);
+/// Rows of the recent messages, shown when the chart leaves them.
 const RECENT_ROWS: u16 = 7;
-const RECENT_FROM: u16 = 24;
 /// Fewest rows of the log panel.
 const LOG_MIN_ROWS: u16 = 3;
 /// Rows of the reply pane a page leaves out: its two borders, and one row
@@ -96,28 +99,39 @@ pub(crate) fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
     }
 }
 
-/// The log side: figures, server, sparkline, recent messages and the log,
-/// the optional ones only where there is room.
+/// The log side: figures, server, chart, recent messages and the log. When
+/// rows are short the chart shrinks and goes first, then the figures drop
+/// to two lines; the log keeps a few rows (and the chat, beside or above,
+/// is never what gives way).
 fn draw_live(f: &mut Frame, app: &mut App, area: ratatui::layout::Rect, theme: &Theme) {
     let server_h = if app.figures().server().is_some() {
         SERVER_ROWS
     } else {
         0
     };
-    let recent_h = if area.height >= RECENT_FROM {
+    let figures_h = if area.height >= figures::FULL_ROWS + LOG_MIN_ROWS {
+        figures::FULL_ROWS
+    } else {
+        figures::COMPACT_ROWS
+    };
+    let rest = area
+        .height
+        .saturating_sub(figures_h + server_h + LOG_MIN_ROWS);
+    let (num, den) = CHART_SHARE;
+    let chart_h = if rest >= CHART_MIN_ROWS {
+        (rest * num / den).clamp(CHART_MIN_ROWS, CHART_MAX_ROWS)
+    } else {
+        0
+    };
+    let recent_h = if rest.saturating_sub(chart_h) >= RECENT_ROWS + LOG_MIN_ROWS {
         RECENT_ROWS
     } else {
         0
     };
-    let spark_h = if area.height >= SPARK_FROM {
-        SPARK_ROWS
-    } else {
-        0
-    };
-    let [stats, server, spark, recent, log] = Layout::vertical([
-        Constraint::Length(FIGURES_ROWS),
+    let [stats, server, chart, recent, log] = Layout::vertical([
+        Constraint::Length(figures_h),
         Constraint::Length(server_h),
-        Constraint::Length(spark_h),
+        Constraint::Length(chart_h),
         Constraint::Length(recent_h),
         Constraint::Min(LOG_MIN_ROWS),
     ])
@@ -126,8 +140,8 @@ fn draw_live(f: &mut Frame, app: &mut App, area: ratatui::layout::Rect, theme: &
     if server_h > 0 {
         server::draw(f, app, server, theme);
     }
-    if spark_h > 0 {
-        spark::draw(f, app, spark, theme);
+    if chart_h > 0 {
+        chart::draw(f, app, chart, Instant::now(), theme);
     }
     if recent_h > 0 {
         recent::draw(f, app, recent, theme);
