@@ -84,7 +84,8 @@ mod tests {
             f.record_reply(t0 + Duration::from_secs(i));
         }
         assert!((f.per_sec() - 0.5).abs() < 1e-9);
+        // At 13 s the replies of 0, 1 and 2 s are more than 10 s old.
         assert!(f.refresh(t0 + Duration::from_secs(13)));
-        assert!((f.per_sec() - 0.1).abs() < 1e-9);
+        assert!((f.per_sec() - 0.2).abs() < 1e-9);
     }
 }

@@ -9,7 +9,9 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Bar, BarChart, BarGroup, Chart, Dataset, GraphType};
+use ratatui::widgets::{
+    Axis, Bar, BarChart, BarGroup, Chart, Dataset, GraphType, LegendPosition, Paragraph,
+};
 
 use super::text::fmt_dur;
 use super::{Theme, pane};
@@ -160,7 +162,7 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &Theme)
     let head = format!(" RTT over time · last {} ", span_label(span));
     let block = pane(title(head, app, lost_x.len(), theme), false, theme).title_bottom(
         Line::styled(
-            " Tab: Space freeze · w window · h histogram · +/- zoom · e export ",
+            " Spc freeze · w win · h hist · +/- zoom · e export ",
             theme.dim,
         )
         .right_aligned(),
@@ -169,6 +171,7 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &Theme)
         .block(block)
         .x_axis(x_axis)
         .y_axis(y_axis)
+        .legend_position(Some(LegendPosition::TopLeft))
         .hidden_legend_constraints((Constraint::Ratio(2, 3), Constraint::Ratio(2, 3)));
     f.render_widget(chart, area);
 }
@@ -183,11 +186,8 @@ fn draw_hist(f: &mut Frame, app: &App, area: Rect, theme: &Theme) {
     let head = format!(" RTT histogram · {what} · {} ", live.window().label());
     let block = pane(title(head, app, 0, theme), false, theme);
     if bins.is_empty() {
-        let p = ratatui::widgets::Paragraph::new(Line::styled(
-            "no round trips in this window",
-            theme.dim,
-        ))
-        .block(block);
+        let p =
+            Paragraph::new(Line::styled("no round trips in this window", theme.dim)).block(block);
         f.render_widget(p, area);
         return;
     }
@@ -227,6 +227,10 @@ fn short_ms(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::{ClientEvent, DisconnectKind};
+    use crate::tui::render::{Theme, buffer_text, to_buffer, to_text};
+    use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::style::Color;
 
     #[test]
     fn labels_read_well() {
@@ -236,5 +240,194 @@ mod tests {
         assert_eq!(short_ms(Duration::from_micros(213)), "0.21");
         assert_eq!(short_ms(Duration::from_millis(12)), "12");
         assert_eq!(short_ms(Duration::from_millis(1500)), "1.5k");
+    }
+
+    fn press(app: &mut App, code: KeyCode) {
+        app.on_event(&Event::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+    }
+
+    fn connected() -> ClientEvent {
+        ClientEvent::Connected {
+            name: "alice".into(),
+            users: vec!["alice".into()],
+            server: "chatmon 0.1.0".into(),
+            embedded: false,
+        }
+    }
+
+    /// Probes over the last 40 s, one lost, a reconnect, a chat reply, and
+    /// a last probe of 0.42 ms.
+    fn probed_app() -> App {
+        let mut app = App::new("127.0.0.1:7878", "alice", "log.txt");
+        let now = Instant::now();
+        let ago = |s: u64| now.checked_sub(Duration::from_secs(s)).unwrap_or(now);
+        app.on_client(connected(), ago(41));
+        for (i, s) in (2..40).rev().enumerate() {
+            let rtt = Duration::from_micros(300 + (i as u64 % 5) * 50);
+            app.on_client(ClientEvent::Probe { id: i as u64, rtt }, ago(s));
+        }
+        app.on_client(ClientEvent::ProbeLost { id: 99 }, ago(20));
+        app.on_client(
+            ClientEvent::Disconnected {
+                reason: "connection lost: reset".into(),
+                kind: DisconnectKind::Lost,
+                retry_in: Duration::from_millis(100),
+            },
+            ago(15),
+        );
+        app.on_client(connected(), ago(14));
+        app.sent_local(1, "hi".into());
+        app.on_client(ClientEvent::Sent { id: 1 }, ago(10));
+        app.on_client(
+            ClientEvent::Reply {
+                id: 1,
+                text: "Server received: hi".into(),
+                rtt: Duration::from_micros(900),
+            },
+            ago(10),
+        );
+        app.on_client(
+            ClientEvent::Probe {
+                id: 100,
+                rtt: Duration::from_micros(420),
+            },
+            now,
+        );
+        app
+    }
+
+    fn is_braille(c: char) -> bool {
+        ('\u{2801}'..='\u{28ff}').contains(&c)
+    }
+
+    #[test]
+    fn chart_draws_points_lines_lost_marks_and_reconnects() {
+        let mut app = probed_app();
+        let s = to_text(&mut app, 140, 40);
+        assert!(s.contains("RTT over time · last 1min"), "{s}");
+        assert!(s.contains("✗ 1 lost"), "{s}");
+        assert!(s.contains("│ reconnect"), "{s}");
+        assert!(
+            s.contains("probe") && s.contains("p50") && s.contains("p99"),
+            "{s}"
+        );
+        assert!(s.chars().any(is_braille), "no braille points:\n{s}");
+        assert!(s.contains("lag 0.42ms"), "{s}");
+        let lost = s.lines().find(|l| l.contains("lost ")).expect("lost row");
+        assert!(lost.contains("✗ 1"), "{lost}");
+        // Wall-clock labels on the time axis.
+        let clock = chrono::Local::now().format("%H:").to_string();
+        assert!(s.contains(&clock), "{s}");
+    }
+
+    #[test]
+    fn frozen_says_so_and_keeps_its_figures() {
+        let mut app = probed_app();
+        press(&mut app, KeyCode::Tab);
+        press(&mut app, KeyCode::Char(' '));
+        app.on_client(
+            ClientEvent::Probe {
+                id: 101,
+                rtt: Duration::from_millis(50),
+            },
+            Instant::now(),
+        );
+        let s = to_text(&mut app, 140, 40);
+        let frozen_titles = s.lines().filter(|l| l.contains(" frozen ")).count();
+        assert_eq!(frozen_titles, 2, "figures and chart say frozen:\n{s}");
+        let panels: String = s.lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert!(
+            !panels.contains("50.0ms"),
+            "a frozen panel shows nothing new:\n{s}"
+        );
+        // The status bar is live: the lag is the new probe's.
+        assert!(s.contains("lag 50.0ms ▲ high"), "{s}");
+        press(&mut app, KeyCode::Char(' '));
+        let s = to_text(&mut app, 140, 40);
+        assert!(!s.contains(" frozen "), "{s}");
+        let panels: String = s.lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert!(panels.contains("50.0ms"), "{s}");
+    }
+
+    #[test]
+    fn histogram_view_replaces_the_chart() {
+        let mut app = probed_app();
+        press(&mut app, KeyCode::Tab);
+        press(&mut app, KeyCode::Char('h'));
+        let s = to_text(&mut app, 140, 40);
+        assert!(s.contains("RTT histogram · probes · 1min"), "{s}");
+        assert!(!s.contains("RTT over time"), "{s}");
+        assert!(
+            s.contains("0.30"),
+            "bins are labelled by their low edge:\n{s}"
+        );
+        press(&mut app, KeyCode::Char('w'));
+        press(&mut app, KeyCode::Char('w'));
+        press(&mut app, KeyCode::Char('w'));
+        let s = to_text(&mut app, 140, 40);
+        assert!(s.contains("RTT histogram · probes · 10s"), "{s}");
+    }
+
+    #[test]
+    fn zoom_changes_the_span_in_the_title() {
+        let mut app = probed_app();
+        press(&mut app, KeyCode::Tab);
+        press(&mut app, KeyCode::Char('+'));
+        assert!(to_text(&mut app, 140, 40).contains("last 30s"));
+        for _ in 0..10 {
+            press(&mut app, KeyCode::Char('-'));
+        }
+        assert!(to_text(&mut app, 140, 40).contains("last 1h"));
+    }
+
+    fn has_colour(buf: &ratatui::buffer::Buffer) -> bool {
+        buf.content()
+            .iter()
+            .any(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+    }
+
+    #[test]
+    fn every_theme_draws_the_same_text_and_mono_has_no_colour() {
+        let mut texts = Vec::new();
+        for (name, theme) in [
+            ("dark", Theme::dark()),
+            ("light", Theme::light()),
+            ("mono", Theme::mono()),
+        ] {
+            let mut app = probed_app();
+            let buf = to_buffer(&mut app, 140, 40, &theme);
+            assert_eq!(has_colour(&buf), name != "mono", "{name}");
+            let text = buffer_text(&buf);
+            // Drop the status bar and the axis (the clock moves).
+            texts.push(text.lines().skip(1).take(12).collect::<Vec<_>>().join("\n"));
+        }
+        assert_eq!(texts[0], texts[1]);
+        assert_eq!(texts[0], texts[2]);
+    }
+
+    #[test]
+    fn no_color_renders_no_colour() {
+        let theme = Theme::resolve(None, Some(std::ffi::OsStr::new("1")));
+        let mut app = probed_app();
+        press(&mut app, KeyCode::F(1));
+        let buf = to_buffer(&mut app, 140, 40, &theme);
+        assert!(!has_colour(&buf));
+        let s = buffer_text(&buf);
+        assert!(
+            s.contains("chatmon help") && s.contains("lag 0.42ms"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn short_terminals_lose_the_chart_then_the_full_figures_never_the_chat() {
+        let mut app = probed_app();
+        let s = to_text(&mut app, 140, 20);
+        assert!(!s.contains("RTT over time"), "{s}");
+        assert!(s.contains("stddev"), "{s}");
+        let s = to_text(&mut app, 140, 12);
+        assert!(!s.contains("stddev"), "{s}");
+        assert!(s.contains("probe n 39"), "{s}");
+        assert!(s.contains("Chat"), "{s}");
     }
 }

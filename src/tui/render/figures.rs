@@ -22,6 +22,9 @@ pub(super) const COMPACT_ROWS: u16 = 4;
 const LABEL_W: u16 = 7;
 const VALUE_W: u16 = 9;
 
+/// A row's label and how its value is written from a series' figures.
+type Figure = (&'static str, fn(&Figures) -> String);
+
 fn title(app: &App, theme: &Theme) -> Line<'static> {
     let live = app.live();
     let mut spans = vec![Span::raw(format!(
@@ -33,7 +36,7 @@ fn title(app: &App, theme: &Theme) -> Line<'static> {
         spans.push(Span::raw(" "));
     }
     spans.push(Span::styled(
-        format!("{:.1} msg/s ", app.figures().per_sec()),
+        format!("· {:.1} msg/s ", app.figures().per_sec()),
         theme.dim,
     ));
     Line::from(spans)
@@ -82,7 +85,7 @@ pub(super) fn draw(f: &mut Frame, app: &App, area: Rect, theme: &Theme) {
         f.render_widget(Paragraph::new(lines).block(block), area);
         return;
     }
-    let left: [(&str, fn(&Figures) -> String); 6] = [
+    let left: [Figure; 6] = [
         ("n", |f| f.count.to_string()),
         ("lost", lost),
         ("loss", |f| format!("{:.1}%", f.loss_pct())),
@@ -90,7 +93,7 @@ pub(super) fn draw(f: &mut Frame, app: &App, area: Rect, theme: &Theme) {
         ("mean", |f| dur(f, f.mean)),
         ("stddev", |f| dur(f, f.stddev)),
     ];
-    let right: [(&str, fn(&Figures) -> String); 6] = [
+    let right: [Figure; 6] = [
         ("p50", |f| dur(f, f.p50)),
         ("p90", |f| dur(f, f.p90)),
         ("p99", |f| dur(f, f.p99)),
