@@ -16,6 +16,8 @@ mod chat;
 /// Faults against the real binary and the log writer: unopenable and full
 /// disks, descriptor exhaustion, SIGTERM under load.
 mod faults;
+/// The live latency panel: probes, lag, timeouts, recovery.
+mod live;
 /// Several writers, threads or processes, sharing one log file.
 mod log_sharing;
 /// The Prometheus endpoint.
