@@ -6,12 +6,10 @@
 use std::time::{Duration, Instant};
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::Rect;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Axis, Bar, BarChart, BarGroup, Chart, Dataset, GraphType, LegendPosition, Paragraph,
-};
+use ratatui::widgets::{Axis, Bar, BarChart, BarGroup, Chart, Dataset, GraphType, Paragraph};
 
 use super::text::fmt_dur;
 use super::{Theme, pane};
@@ -125,7 +123,7 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &Theme)
             .graph_type(GraphType::Line)
             .style(theme.reconnect)
             .data(r);
-        sets.push(if i == 0 { d.name("│ reconnect") } else { d });
+        sets.push(if i == 0 { d.name("reconnect") } else { d });
     }
     if !probes.is_empty() {
         sets.push(scatter(
@@ -139,7 +137,7 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &Theme)
         sets.push(scatter("msg", &msgs, Marker::Braille, theme.chart_msg));
     }
     if !lost.is_empty() {
-        sets.push(scatter("✗ lost", &lost, Marker::Custom('✗'), theme.lost));
+        sets.push(scatter("lost", &lost, Marker::Custom('✗'), theme.lost));
     }
     let wall = |secs_ago: f64| {
         let t = wall_end - chrono::TimeDelta::milliseconds((secs_ago * 1000.0) as i64);
@@ -160,19 +158,37 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &Theme)
             y_label(top),
         ]);
     let head = format!(" RTT over time · last {} ", span_label(span));
-    let block = pane(title(head, app, lost_x.len(), theme), false, theme).title_bottom(
-        Line::styled(
-            " Spc freeze · w win · h hist · +/- zoom · e export ",
-            theme.dim,
-        )
-        .right_aligned(),
-    );
+    // The key is a line of its own under the chart: ratatui's legend box
+    // would hide in a short chart, and the names are what tells the series
+    // apart without colour.
+    let mut key = vec![Span::raw(" ")];
+    let mut item = |glyph: &str, name: &str, style| {
+        key.push(Span::styled(glyph.to_string(), style));
+        key.push(Span::styled(format!(" {name}  "), theme.dim));
+    };
+    if !probes.is_empty() {
+        item("⠶", "probe", theme.chart_probe);
+    }
+    if !msgs.is_empty() {
+        item("⠶", "msg", theme.chart_msg);
+    }
+    if figs.count > 0 {
+        item("⠉⠉", "p50", theme.chart_p50);
+        item("⠉⠉", "p99", theme.chart_p99);
+    }
+    if !lost.is_empty() {
+        item("✗", "lost", theme.lost);
+    }
+    if !reconnects.is_empty() {
+        item("│", "reconnect", theme.reconnect);
+    }
+    let block =
+        pane(title(head, app, lost_x.len(), theme), false, theme).title_bottom(Line::from(key));
     let chart = Chart::new(sets)
         .block(block)
         .x_axis(x_axis)
         .y_axis(y_axis)
-        .legend_position(Some(LegendPosition::TopLeft))
-        .hidden_legend_constraints((Constraint::Ratio(2, 3), Constraint::Ratio(2, 3)));
+        .legend_position(None);
     f.render_widget(chart, area);
 }
 
@@ -307,6 +323,7 @@ mod tests {
         assert!(s.contains("RTT over time · last 1min"), "{s}");
         assert!(s.contains("✗ 1 lost"), "{s}");
         assert!(s.contains("│ reconnect"), "{s}");
+        assert!(s.contains("✗ lost"), "{s}");
         assert!(
             s.contains("probe") && s.contains("p50") && s.contains("p99"),
             "{s}"

@@ -49,11 +49,13 @@ const SERVER_ROWS: u16 = 3;
 /// with fewer it is not drawn at all.
 const CHART_MIN_ROWS: u16 = 8;
 /// Most rows the chart takes; the log has the rest.
-const CHART_MAX_ROWS: u16 = 16;
+const CHART_MAX_ROWS: u16 = 12;
 /// The chart's share of the rows the figures and the log leave.
-const CHART_SHARE: (u16, u16) = (3, 5);
-/// Rows of the recent messages, shown when the chart leaves them.
+const CHART_SHARE: (u16, u16) = (2, 5);
+/// Rows of the recent messages, shown when the chart leaves them...
 const RECENT_ROWS: u16 = 7;
+/// ...and the log still has this many more than its least.
+const LOG_KEEP_ROWS: u16 = 6;
 /// Fewest rows of the log panel.
 const LOG_MIN_ROWS: u16 = 3;
 /// Rows of the reply pane a page leaves out: its two borders, and one row
@@ -123,7 +125,7 @@ fn draw_live(f: &mut Frame, app: &mut App, area: ratatui::layout::Rect, theme: &
     } else {
         0
     };
-    let recent_h = if rest.saturating_sub(chart_h) >= RECENT_ROWS + LOG_MIN_ROWS {
+    let recent_h = if rest.saturating_sub(chart_h) >= RECENT_ROWS + LOG_KEEP_ROWS {
         RECENT_ROWS
     } else {
         0
