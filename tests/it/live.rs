@@ -101,7 +101,7 @@ fn probes_show_the_lag_and_a_stopped_server_shows_as_timeouts_then_recovers() {
 
     serve.child.signal(libc::SIGSTOP);
     let stopped = Instant::now();
-    let s = wait_screen(&tui, "the timeout state", |s| {
+    wait_screen(&tui, "the timeout state", |s| {
         s.lines().next().unwrap_or("").contains("lag ✗ timeout")
     });
     let remaining = Duration::from_secs(2).saturating_sub(stopped.elapsed());
