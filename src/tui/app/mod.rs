@@ -205,7 +205,7 @@ impl App {
     }
 
     /// Records a message handed to the connection under `id`.
-    pub(crate) fn sent_local(&mut self, id: u64, text: String) {
+    pub fn sent_local(&mut self, id: u64, text: String) {
         self.chat.sent(id, text);
     }
 

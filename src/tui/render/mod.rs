@@ -174,6 +174,75 @@ pub fn to_text(app: &mut App, width: u16, height: u16) -> String {
     buffer_text(&to_buffer(app, width, height, &Theme::default()))
 }
 
+/// Draws the app with the default theme off screen and returns the screen
+/// as ANSI text (SGR colours and bold/dim/italic/underline/reverse, one
+/// line per row): for the README's screenshot (`examples/screenshot.rs`).
+pub fn to_ansi(app: &mut App, width: u16, height: u16) -> String {
+    use ratatui::style::{Color, Modifier};
+    let buf = to_buffer(app, width, height, &Theme::default());
+    let colour = |c: Color, fg: bool| -> String {
+        let base = if fg { 30 } else { 40 };
+        match c {
+            Color::Reset => format!("{}", base + 9),
+            Color::Black => format!("{base}"),
+            Color::Red => format!("{}", base + 1),
+            Color::Green => format!("{}", base + 2),
+            Color::Yellow => format!("{}", base + 3),
+            Color::Blue => format!("{}", base + 4),
+            Color::Magenta => format!("{}", base + 5),
+            Color::Cyan => format!("{}", base + 6),
+            Color::Gray => format!("{}", base + 7),
+            Color::DarkGray => format!("{}", base + 60),
+            Color::LightRed => format!("{}", base + 61),
+            Color::LightGreen => format!("{}", base + 62),
+            Color::LightYellow => format!("{}", base + 63),
+            Color::LightBlue => format!("{}", base + 64),
+            Color::LightMagenta => format!("{}", base + 65),
+            Color::LightCyan => format!("{}", base + 66),
+            Color::White => format!("{}", base + 67),
+            Color::Indexed(i) => format!("{};5;{i}", base + 8),
+            Color::Rgb(r, g, b) => format!("{};2;{r};{g};{b}", base + 8),
+        }
+    };
+    let mut s = String::new();
+    for y in 0..buf.area.height {
+        let mut last = None;
+        let mut skip = 0;
+        for x in 0..buf.area.width {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let cell = &buf[(x, y)];
+            let style = (cell.fg, cell.bg, cell.modifier);
+            if last != Some(style) {
+                let mut sgr = vec![
+                    "0".to_string(),
+                    colour(cell.fg, true),
+                    colour(cell.bg, false),
+                ];
+                for (m, code) in [
+                    (Modifier::BOLD, "1"),
+                    (Modifier::DIM, "2"),
+                    (Modifier::ITALIC, "3"),
+                    (Modifier::UNDERLINED, "4"),
+                    (Modifier::REVERSED, "7"),
+                ] {
+                    if cell.modifier.contains(m) {
+                        sgr.push(code.to_string());
+                    }
+                }
+                s.push_str(&format!("\x1b[{}m", sgr.join(";")));
+                last = Some(style);
+            }
+            skip = unicode_width::UnicodeWidthStr::width(cell.symbol()).saturating_sub(1);
+            s.push_str(cell.symbol());
+        }
+        s.push_str("\x1b[0m\n");
+    }
+    s
+}
+
 /// Draws the app with `theme` on an off-screen terminal and returns its
 /// cells, colours included: for render tests of the themes.
 pub(crate) fn to_buffer(
