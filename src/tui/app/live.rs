@@ -111,6 +111,9 @@ pub(crate) struct Live {
     span: usize,
     show_hist: bool,
     frozen: Option<Frozen>,
+    /// Samples arrived since the last refresh: a burst of replies costs one
+    /// refresh (at the next frame or tick), not one each.
+    dirty: bool,
 }
 
 impl Live {
@@ -130,6 +133,7 @@ impl Live {
             span: DEFAULT_SPAN,
             show_hist: false,
             frozen: None,
+            dirty: false,
         }
     }
 
@@ -226,14 +230,14 @@ impl Live {
         self.probes.record(now, rtt);
         self.last_probe = Some(Some(rtt));
         self.push(Kind::Probe, id, Some(rtt), now);
-        self.refresh(now);
+        self.dirty = true;
     }
 
     pub(crate) fn probe_lost(&mut self, id: u64, now: Instant) {
         self.probes.record_lost(now);
         self.last_probe = Some(None);
         self.push(Kind::Probe, id, None, now);
-        self.refresh(now);
+        self.dirty = true;
     }
 
     pub(crate) fn reply(&mut self, id: u64, rtt: Duration, now: Instant) {
@@ -242,7 +246,7 @@ impl Live {
             self.messages.record(now, rtt);
         }
         self.push(Kind::Message, id, Some(rtt), now);
-        self.refresh(now);
+        self.dirty = true;
     }
 
     pub(crate) fn message_lost(&mut self, id: u64, now: Instant) {
@@ -252,7 +256,7 @@ impl Live {
         self.timed_out.insert(id);
         self.messages.record_lost(now);
         self.push(Kind::Message, id, None, now);
-        self.refresh(now);
+        self.dirty = true;
     }
 
     /// The connection came back after being lost.
@@ -260,9 +264,17 @@ impl Live {
         self.reconnects.push_back(now);
     }
 
+    /// Refreshes the figures if samples arrived since the last refresh.
+    pub(crate) fn sync(&mut self, now: Instant) {
+        if self.dirty {
+            self.refresh(now);
+        }
+    }
+
     /// Recomputes the figures of the window and drops points older than
     /// the widest zoom.
     pub(crate) fn refresh(&mut self, now: Instant) {
+        self.dirty = false;
         self.probe_figures = self.probes.figures(self.window, now);
         self.message_figures = self.messages.figures(self.window, now);
         if self.show_hist {
@@ -405,8 +417,10 @@ mod tests {
         l.probe(2, ms(1), t0);
         assert_eq!(l.lag(), Lag::Normal(ms(1)));
         l.probe(3, ms(5), t0);
+        l.sync(t0);
         assert_eq!(l.lag(), Lag::High(ms(5)));
         l.probe_lost(4, t0);
+        l.sync(t0);
         assert_eq!(l.lag(), Lag::TimedOut(Duration::from_secs(1)));
         assert_eq!(l.figures(Kind::Probe).lost, 1);
         l.probe(5, ms(1), t0);
@@ -421,9 +435,22 @@ mod tests {
         l.message_lost(7, t0);
         l.reply(7, Duration::from_secs(6), t0);
         l.reply(8, ms(2), t0);
+        l.sync(t0);
         let f = l.figures(Kind::Message);
         assert_eq!((f.count, f.lost, f.max), (1, 1, ms(2)));
         assert_eq!(l.points_until(t0).count(), 3);
+    }
+
+    #[test]
+    fn a_burst_of_samples_costs_one_refresh() {
+        let t0 = Instant::now();
+        let mut l = Live::new(ms(200));
+        for i in 0..100 {
+            l.reply(i, ms(1), t0);
+        }
+        assert_eq!(l.figures(Kind::Message).count, 0, "not yet refreshed");
+        l.sync(t0);
+        assert_eq!(l.figures(Kind::Message).count, 100);
     }
 
     #[test]
@@ -436,6 +463,7 @@ mod tests {
         assert_eq!(l.figures(Kind::Probe).count, 1);
         assert_eq!(l.points_until(l.frozen().expect("frozen").at).count(), 1);
         l.toggle_freeze(t0 + ms(200));
+        l.sync(t0 + ms(200));
         assert!(l.frozen().is_none());
         assert_eq!(l.figures(Kind::Probe).count, 2);
     }

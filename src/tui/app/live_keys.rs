@@ -119,6 +119,7 @@ mod tests {
             },
             now,
         );
+        app.sync_live(now);
         assert_eq!(app.live().figures(Kind::Probe).count, 1);
         assert_eq!(
             key(&mut app, KeyCode::Char('r'), KeyModifiers::CONTROL),
@@ -126,6 +127,8 @@ mod tests {
         );
         assert_eq!(app.live().figures(Kind::Probe).count, 0);
         app.on_client(ClientEvent::ProbeLost { id: 2 }, now);
+        app.sync_live(now);
+        assert_eq!(app.live().figures(Kind::Probe).lost, 1);
         for c in "/reset".chars() {
             key(&mut app, KeyCode::Char(c), KeyModifiers::NONE);
         }

@@ -346,6 +346,12 @@ impl App {
         }
     }
 
+    /// Brings the live panel's figures up to date with the samples that
+    /// arrived (once per frame at most: the render calls it).
+    pub(crate) fn sync_live(&mut self, now: Instant) {
+        self.live.sync(now);
+    }
+
     /// Periodic work; returns whether anything visible changed.
     pub(crate) fn on_tick(&mut self, now: Instant) -> bool {
         let rate_changed = self.figures.refresh(now);
@@ -394,6 +400,7 @@ mod tests {
             Entry::Mine { status, .. } => assert!(matches!(status, MsgStatus::Replied { .. })),
             e => panic!("unexpected {e:?}"),
         }
+        app.sync_live(t0);
         let m = app.live().figures(Kind::Message);
         assert_eq!((m.count, m.lost), (1, 1));
         assert_eq!(m.p99, Duration::from_micros(300));

@@ -64,6 +64,7 @@ const PAGE_OVERLAP: u16 = 3;
 
 /// Draws the whole screen and records pane areas for the mouse.
 pub(crate) fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
+    app.sync_live(Instant::now());
     let area = f.area();
     let [status, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
     status::draw(f, app, status, Instant::now(), theme);
