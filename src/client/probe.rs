@@ -89,6 +89,12 @@ impl Prober {
         out
     }
 
+    /// Forgets the probes in flight without counting them lost: the server
+    /// refused them, so they measured nothing.
+    pub(crate) fn forget(&mut self) {
+        self.pending.clear();
+    }
+
     /// The figures of the interval that just ended, once [`LOG_EVERY`] has
     /// passed and something happened in it; the next interval starts.
     pub(crate) fn due_log(&mut self, now: Instant) -> Option<Figures> {

@@ -31,6 +31,10 @@ struct Task {
     quit: bool,
     /// The latency probes; `None` when they are off.
     probes: Option<Prober>,
+    /// The server of this connection refused a probe as an unknown
+    /// message (a chatmon from before probes): none go out until the next
+    /// connection.
+    probes_refused: bool,
 }
 
 /// Why a connection ended. Its `Display` is the reason the UI shows (and the
@@ -98,6 +102,7 @@ pub(super) async fn run(
         rtt: RttTracker::default(),
         quit: false,
         probes: None,
+        probes_refused: false,
     };
     t.probes = Prober::new(t.config.probe_every, Instant::now());
     let mut attempt: u32 = 0;
@@ -166,6 +171,9 @@ const EXPIRY_TICK: Duration = Duration::from_millis(250);
 const MIN_PING_EVERY: Duration = Duration::from_millis(100);
 /// Shortest probe period, whatever the configuration says.
 const MIN_PROBE_EVERY: Duration = Duration::from_millis(10);
+/// What a server that does not know probes says of one (serde's words for
+/// an unknown `type`).
+const PROBE_REFUSED: &str = "unknown variant `probe`";
 /// Characters of a non-chat server's first line quoted in the error.
 const QUOTE_CHARS: usize = 80;
 
@@ -218,6 +226,7 @@ impl Task {
     }
 
     async fn session(&mut self, stream: TcpStream) -> SessionEnd {
+        self.probes_refused = false;
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
         let hello = protocol::encode(&ClientMsg::Hello {
@@ -349,7 +358,7 @@ impl Task {
                     }
                     self.expire_probes(Instant::now());
                 }
-                _ = probe.tick(), if welcomed && self.probes.is_some() => {
+                _ = probe.tick(), if welcomed && self.probes.is_some() && !self.probes_refused => {
                     if let Err(e) = self.send_probe(&mut wr).await {
                         return self.lost(e);
                     }
@@ -452,6 +461,11 @@ impl Task {
         write_msg(wr, &ClientMsg::Probe { id }).await
     }
 
+    /// Whether a server error is an older server's refusal of our probe.
+    fn refuses_probes(&self, message: &str) -> bool {
+        !self.probes_refused && self.probes.is_some() && message.contains(PROBE_REFUSED)
+    }
+
     fn expire_probes(&mut self, now: Instant) {
         let lost = self.probes.as_mut().map(|p| p.expire(now));
         for id in lost.into_iter().flatten() {
@@ -521,6 +535,13 @@ impl Task {
                     self.name = new.clone();
                 }
                 self.emit(ClientEvent::Nick { old, new });
+            }
+            ServerMsg::Error { message } if self.refuses_probes(&message) => {
+                self.probes_refused = true;
+                if let Some(p) = self.probes.as_mut() {
+                    p.forget();
+                }
+                self.error("the server does not answer latency probes (a chatmon from before them?): no probes until the next connection");
             }
             ServerMsg::Error { message } => {
                 self.log.record(

@@ -35,6 +35,63 @@ fn probes_are_answered_at_once_not_relayed_not_logged() {
     assert!(!lines.iter().any(|l| l.contains("probe\"")), "{lines:#?}");
 }
 
+#[test]
+fn a_server_from_before_probes_gets_one_and_no_more() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use chatmon::client::{self, ClientConfig, ClientEvent};
+
+    // What an older chatmon says of a message type it does not know.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let probes_seen = Arc::new(AtomicUsize::new(0));
+    let seen = probes_seen.clone();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut out = stream.try_clone().expect("clone");
+        let mut lines = BufReader::new(stream).lines();
+        let _hello = lines.next();
+        let welcome = "{\"type\":\"welcome\",\"name\":\"old\",\"users\":[\"old\"],\"server\":\"chatmon 0.0.9\"}\n";
+        out.write_all(welcome.as_bytes()).expect("welcome");
+        for line in lines.map_while(Result::ok) {
+            if line.contains("\"probe\"") {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let refusal = "{\"type\":\"error\",\"message\":\"message is not a valid chatmon message: unknown variant `probe`, expected one of `hello`, `msg`, `nick`, `subscribe`, `ping` at line 1 column 15\"}\n";
+                let _ = out.write_all(refusal.as_bytes());
+            }
+        }
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (errors, lost) = rt.block_on(async {
+        let mut cfg = ClientConfig::new(addr.to_string(), "old");
+        cfg.probe_every = Duration::from_millis(50);
+        let (handle, mut events) = client::spawn(cfg, chatmon::eventlog::EventLog::null());
+        let (mut errors, mut lost) = (Vec::new(), 0);
+        let end = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(end, events.recv()).await {
+            match ev {
+                ClientEvent::ServerError(m) => errors.push(m),
+                ClientEvent::ProbeLost { .. } => lost += 1,
+                _ => {}
+            }
+        }
+        handle.command(client::Command::Quit);
+        (errors, lost)
+    });
+    assert_eq!(probes_seen.load(Ordering::SeqCst), 1, "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("does not answer latency probes"),
+        "{errors:?}"
+    );
+    assert_eq!(lost, 0, "a refused probe is not a lost one");
+}
+
 /// Waits (bounded) until the screen satisfies `pred`; returns it.
 fn wait_screen(tui: &Tui, what: &str, pred: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
