@@ -281,7 +281,7 @@ pub fn reply_text(text: &str) -> String {
 }
 
 /// Whether a first line is a chat message other than a hello (`msg`, `nick`,
-/// `subscribe`, `probe`): a client that skipped its hello, to be told so rather than
+/// `subscribe`): a client that skipped its hello, to be told so rather than
 /// be served as a plain session.
 pub fn is_chat_before_hello(line: &[u8]) -> bool {
     let t = line.trim_ascii_start();
@@ -296,7 +296,7 @@ pub fn is_chat_before_hello(line: &[u8]) -> bool {
     matches!(
         decode::<Typed>(t),
         Ok(Typed {
-            kind: Some("msg" | "nick" | "subscribe" | "probe")
+            kind: Some("msg" | "nick" | "subscribe")
         })
     )
 }
@@ -358,7 +358,9 @@ mod tests {
         assert_eq!(r, "{\"type\":\"probe_reply\",\"id\":9}\n");
         let back: ServerMsg = decode(r.trim_end().as_bytes()).expect("decodes");
         assert_eq!(back, ServerMsg::ProbeReply { id: 9 });
-        assert!(is_chat_before_hello(p.trim_end().as_bytes()));
+        // A probe before the hello stays a plain line, as it was before
+        // probes existed: plain sessions are unaffected.
+        assert!(!is_chat_before_hello(p.trim_end().as_bytes()));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use chatmon::protocol::{ClientMsg, ServerMsg};
 
 use crate::util::process::ServeCmd;
 use crate::util::pty::Tui;
-use crate::util::{Chat, TestServer, wait_for_within};
+use crate::util::{Chat, Plain, TestServer, wait_for_within};
 
 #[test]
 fn probes_are_answered_at_once_not_relayed_not_logged() {
@@ -33,6 +33,14 @@ fn probes_are_answered_at_once_not_relayed_not_logged() {
         .count();
     assert_eq!(received, 1, "only the message, not the probe: {lines:#?}");
     assert!(!lines.iter().any(|l| l.contains("probe\"")), "{lines:#?}");
+}
+
+#[test]
+fn a_plain_session_echoes_a_probe_line_as_before() {
+    let ts = TestServer::start();
+    let mut p = Plain::new(ts.addr);
+    p.send(b"{\"type\":\"probe\",\"id\":1}\n");
+    assert_eq!(p.line(), "Server received: {\"type\":\"probe\",\"id\":1}");
 }
 
 #[test]
