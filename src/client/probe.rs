@@ -25,8 +25,9 @@ pub fn probe_timeout(every: Duration) -> Duration {
 pub(crate) struct Prober {
     timeout: Duration,
     next_id: u64,
-    /// Send time of each probe in flight (a handful: older ones time out).
-    pending: HashMap<u64, Instant>,
+    /// Send time of each probe in flight (a handful: older ones time out),
+    /// monotonic and wall (µs since the epoch: t1, for the clock offset).
+    pending: HashMap<u64, (Instant, i64)>,
     /// The current log interval's round trips and losses.
     interval: Series,
     /// When the current log interval began.
@@ -45,21 +46,23 @@ impl Prober {
         })
     }
 
-    /// The id of a probe about to be written at `at`.
-    pub(crate) fn sent(&mut self, at: Instant) -> u64 {
+    /// The id of a probe about to be written at `at` (`wall_us` on the
+    /// wall clock).
+    pub(crate) fn sent(&mut self, at: Instant, wall_us: i64) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.pending.insert(id, at);
+        self.pending.insert(id, (at, wall_us));
         id
     }
 
     /// The round trip of probe `id`, if it was still in flight (a reply
     /// after its timeout is not counted twice: it already counted as lost).
-    pub(crate) fn replied(&mut self, id: u64, at: Instant) -> Option<Duration> {
-        let sent = self.pending.remove(&id)?;
+    /// Also gives the probe's wall-clock send time.
+    pub(crate) fn replied(&mut self, id: u64, at: Instant) -> Option<(Duration, i64)> {
+        let (sent, wall_us) = self.pending.remove(&id)?;
         let rtt = at.saturating_duration_since(sent);
         self.interval.record(at, rtt);
-        Some(rtt)
+        Some((rtt, wall_us))
     }
 
     /// Probes that just passed their timeout, now lost.
@@ -68,7 +71,7 @@ impl Prober {
         let mut out: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, sent)| now.saturating_duration_since(**sent) >= timeout)
+            .filter(|(_, (sent, _))| now.saturating_duration_since(*sent) >= timeout)
             .map(|(id, _)| *id)
             .collect();
         out.sort_unstable();
@@ -128,16 +131,16 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut p = Prober::new(ms(200), t0).expect("on");
-        let a = p.sent(t0);
-        let b = p.sent(t0 + ms(200));
+        let a = p.sent(t0, 0);
+        let b = p.sent(t0 + ms(200), 0);
         assert_ne!(a, b);
-        assert_eq!(p.replied(a, t0 + ms(3)), Some(ms(3)));
+        assert_eq!(p.replied(a, t0 + ms(3)), Some((ms(3), 0)));
         assert_eq!(p.replied(a, t0 + ms(4)), None, "once");
         assert!(p.expire(t0 + ms(1000)).is_empty());
         assert_eq!(p.expire(t0 + ms(1200)), vec![b]);
         // Late: already lost, not counted again.
         assert_eq!(p.replied(b, t0 + ms(1300)), None);
-        let c = p.sent(t0 + ms(1400));
+        let c = p.sent(t0 + ms(1400), 0);
         assert_eq!(p.drain(t0 + ms(1500)), vec![c]);
         assert_eq!(p.due_log(t0 + ms(9000)), None, "not yet");
         let f = p.due_log(t0 + LOG_EVERY).expect("due");

@@ -492,7 +492,7 @@ impl Task {
         };
         let now = Instant::now();
         let due = p.due_log(now);
-        let id = p.sent(now);
+        let id = p.sent(now, timing::wall_micros());
         if let Some(f) = due {
             self.log.record(
                 EventKind::Probe,
@@ -546,9 +546,19 @@ impl Task {
     /// Unix epoch: t4 for a reply).
     fn on_message(&mut self, msg: ServerMsg, now: Instant, wall: i64) -> Option<SessionEnd> {
         match msg {
-            ServerMsg::ProbeReply { id, .. } => {
-                if let Some(rtt) = self.probes.as_mut().and_then(|p| p.replied(id, now)) {
+            ServerMsg::ProbeReply {
+                id,
+                read_us,
+                write_us,
+            } => {
+                if let Some((rtt, t1)) = self.probes.as_mut().and_then(|p| p.replied(id, now)) {
                     self.emit(ClientEvent::Probe { id, rtt });
+                    // A stamped probe is a clock sample too: once a second,
+                    // the offset stays fresh without anyone typing.
+                    if let (Some(t2), Some(t3)) = (read_us, write_us) {
+                        self.clock.round_trip(rtt, t1, (t2, t3), wall, now);
+                        self.clock_changed(now);
+                    }
                 }
             }
             ServerMsg::Reply {
