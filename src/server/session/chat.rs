@@ -3,7 +3,6 @@
 //! `chat`), `nick`, `subscribe` and `ping`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread;
 
 use crate::eventlog::{self, EventKind, LogMessage};
@@ -179,7 +178,7 @@ impl Session {
             return self.send_error(&msg);
         }
         let c = &self.sh.counters;
-        c.messages_received.fetch_add(1, Ordering::Relaxed);
+        c.messages_received.add(1);
         let now = eventlog::now();
         self.sh.log.record_at(
             EventKind::MessageReceived,
@@ -198,7 +197,7 @@ impl Session {
             return false;
         }
         c.reply_time.observe(self.handling_since.elapsed());
-        c.replies_sent.fetch_add(1, Ordering::Relaxed);
+        c.replies_sent.add(1);
         self.sh.log.record(
             EventKind::MessageSent,
             &LogMessage::ServerReplied {

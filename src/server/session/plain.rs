@@ -1,8 +1,6 @@
 //! The plain (seed) protocol: each line `T` is answered with
 //! `Server received: T`, and relayed to the chat room as a chat line.
 
-use std::sync::atomic::Ordering;
-
 use crate::eventlog::{self, EventKind, LogMessage};
 use crate::protocol::{self, ServerMsg};
 
@@ -25,7 +23,7 @@ impl Session {
             return self.send_error(&msg);
         }
         let c = &self.sh.counters;
-        c.messages_received.fetch_add(1, Ordering::Relaxed);
+        c.messages_received.add(1);
         let now = eventlog::now();
         self.sh.log.record_at(
             EventKind::MessageReceived,
@@ -44,7 +42,7 @@ impl Session {
         let written = self.write_plain(reply.as_bytes());
         if written {
             c.reply_time.observe(self.handling_since.elapsed());
-            c.replies_sent.fetch_add(1, Ordering::Relaxed);
+            c.replies_sent.add(1);
             self.sh.log.record(
                 EventKind::MessageSent,
                 &LogMessage::ServerReplied {
