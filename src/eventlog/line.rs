@@ -25,7 +25,7 @@ const FRACTION_DIGITS: usize = 6;
 /// Most fraction digits the parser keeps (nanoseconds); more are read and ignored.
 const MAX_FRACTION_DIGITS: usize = 9;
 /// Room for a typical line, so that formatting one rarely reallocates.
-const LINE_CAPACITY: usize = 256;
+pub(crate) const LINE_CAPACITY: usize = 256;
 
 /// Kinds of event. The first ones are the seed's; the rest are chatmon's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -150,20 +150,31 @@ pub fn format_line_args(
     time: NaiveDateTime,
     message: fmt::Arguments<'_>,
 ) -> String {
-    use fmt::Write as _;
     let mut s = String::with_capacity(LINE_CAPACITY);
+    format_line_into(&mut s, kind, time, message);
+    s
+}
+
+/// [`format_line_args`] appended to `s`, which the log writer's callers
+/// reuse from line to line: no allocation per line once it is big enough.
+pub(crate) fn format_line_into(
+    s: &mut String,
+    kind: &EventKind,
+    time: NaiveDateTime,
+    message: fmt::Arguments<'_>,
+) {
+    use fmt::Write as _;
     s.push_str(kind.as_str());
     s.push_str(KIND_END);
-    push_time(&mut s, time);
+    push_time(s, time);
     s.push_str(TIME_END);
     let start = s.len();
     let _ = s.write_fmt(message);
     if any_escape(&s[start..]) {
         let raw = s.split_off(start);
-        escape_into(&mut s, &raw);
+        escape_into(s, &raw);
     }
     s.push('\n');
-    s
 }
 
 /// Formats a timestamp as `YYYY-MM-DD HH:MM:SS.ffffff`.
