@@ -25,7 +25,7 @@
 #   --raw FILE       also keep every run's figures, one line each (TSV)
 #
 # Needs: bash, python3 (for the summary), ss (to wait for the listener).
-# Loopback only. Binds 127.0.0.1:17901 (reference) and :17902 (chatmon).
+# Loopback only. Binds 127.0.0.1:39401 (reference) and :39402 (chatmon).
 set -euo pipefail
 
 PAIRS=5
@@ -35,8 +35,8 @@ SIZE=32
 CHATMON=
 REFERENCE=
 RAW=
-REF_ADDR=127.0.0.1:17901
-CM_ADDR=127.0.0.1:17902
+REF_ADDR=127.0.0.1:39401
+CM_ADDR=127.0.0.1:39402
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
 
