@@ -89,11 +89,12 @@ cpu_ticks() {
 
 wait_listening() {
     local port=${1##*:}
-    for _ in $(seq 200); do
+    for _ in $(seq 400); do
         if ss -Hltn "sport = :$port" | grep -q .; then return 0; fi
+        kill -0 "$SERVER_PID" 2>/dev/null || die "the server on $1 exited: $(tail -3 "$WORK/server.err")"
         sleep 0.05
     done
-    die "nothing listens on $1"
+    die "nothing listens on $1: $(tail -3 "$WORK/server.err")"
 }
 
 # run_one KIND CLIENTS: prints `KIND CLIENTS msgs throughput p99_us server_cpu_s bench_cpu_s wall_s`.
@@ -101,11 +102,11 @@ run_one() {
     local kind=$1 n=$2 addr
     if [ "$kind" = reference ]; then
         addr=$REF_ADDR
-        "$REFERENCE" --bind "$addr" 2>/dev/null &
+        "$REFERENCE" --bind "$addr" 2>"$WORK/server.err" &
     else
         addr=$CM_ADDR
         rm -f "$WORK/chatmon.log"
-        "$CHATMON" serve --bind "$addr" --log "$WORK/chatmon.log" --max-clients 20000 >/dev/null 2>&1 &
+        "$CHATMON" serve --bind "$addr" --log "$WORK/chatmon.log" --max-clients 20000 >/dev/null 2>"$WORK/server.err" &
     fi
     SERVER_PID=$!
     wait_listening "$addr"

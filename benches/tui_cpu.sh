@@ -34,7 +34,10 @@ fi
 command -v script >/dev/null || { echo "tui_cpu.sh: script(1) (util-linux) is needed" >&2; exit 2; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/chatmon-tui-cpu.XXXXXX")
 PIDS=()
+TUI=
 cleanup() {
+    # The TUI first: script(1) ends with its child, not on a signal.
+    if [ -n "$TUI" ]; then kill "$TUI" 2>/dev/null || true; sleep 0.2; fi
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
@@ -52,14 +55,19 @@ ticks() {
 "$CHATMON" serve --bind "$ADDR" --log "$WORK/server.log" >/dev/null 2>&1 &
 PIDS+=($!)
 sleep 0.5
-# The TUI in a 160×50 pseudo-terminal, tailing the server's log.
-script -qfec "stty cols 160 rows 50; exec $CHATMON chat --server $ADDR --name watcher --log $WORK/tui.log --tail $WORK/server.log --no-local-server" /dev/null \
-    </dev/zero >"$WORK/screen" 2>&1 &
+# The TUI in a 160×50 pseudo-terminal, tailing the server's log, its input a
+# pipe that stays open and silent (no keys; /dev/zero would type NULs).
+mkfifo "$WORK/keys"
+sleep 3600 >"$WORK/keys" 2>/dev/null </dev/null &
 PIDS+=($!)
-TUI=
+script -qfec "stty cols 160 rows 50; exec $CHATMON chat --server $ADDR --name watcher --log $WORK/tui.log --tail $WORK/server.log --no-local-server" /dev/null \
+    <"$WORK/keys" >"$WORK/screen" 2>&1 &
+PIDS+=($!)
+# The TUI's process (not script's): its comm is the binary's name, cut at 15.
+COMM=$(basename "$CHATMON" | cut -c1-15)
 for _ in $(seq 100); do
     TUI=$(pgrep -f "chat --server $ADDR --name watcher" | while read -r p; do
-        [ "$(cat /proc/"$p"/comm)" = chatmon ] && echo "$p"; done | head -1 || true)
+        [ "$(cat /proc/"$p"/comm)" = "$COMM" ] && echo "$p"; done | head -1 || true)
     [ -n "$TUI" ] && break
     sleep 0.05
 done
