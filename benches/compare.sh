@@ -25,7 +25,8 @@
 #   --raw FILE       also keep every run's figures, one line each (TSV)
 #
 # Needs: bash, python3 (for the summary), ss (to wait for the listener).
-# Loopback only. Binds 127.0.0.1:39401 (reference) and :39402 (chatmon).
+# Loopback only. Binds 127.0.0.1:29401 (reference) and :29402 (chatmon), below
+# Linux's ephemeral range, so that no client socket already holds them.
 set -euo pipefail
 
 PAIRS=5
@@ -35,10 +36,15 @@ SIZE=32
 CHATMON=
 REFERENCE=
 RAW=
-REF_ADDR=127.0.0.1:39401
-CM_ADDR=127.0.0.1:39402
+REF_ADDR=127.0.0.1:29401
+CM_ADDR=127.0.0.1:29402
 
-die() { echo "compare.sh: $*" >&2; exit 2; }
+# Also stops a server started by the run that failed (runs are subshells).
+die() {
+    echo "compare.sh: $*" >&2
+    if [ -n "${SERVER_PID:-}" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+    exit 2
+}
 
 while [ $# -gt 0 ]; do
     case "$1" in

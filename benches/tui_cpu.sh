@@ -11,12 +11,12 @@
 #
 #   benches/tui_cpu.sh [--rate 150] [--duration 20s] [--chatmon BIN]
 #
-# Loopback only: binds 127.0.0.1:39420.
+# Loopback only: binds 127.0.0.1:29420.
 set -euo pipefail
 RATE=150
 DURATION=20s
 CHATMON=
-ADDR=127.0.0.1:39420
+ADDR=127.0.0.1:29420
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) RATE=${2:?}; shift 2 ;;
