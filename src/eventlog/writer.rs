@@ -229,6 +229,11 @@ impl EventLog {
                 line.clear();
                 format_line_into(&mut line, &kind, time, message);
                 self.emit(&line);
+                if line.capacity() > MAX_KEPT_LINE {
+                    // A peer's 64 KiB line must not stay with its session
+                    // thread: 10,000 of them would hold a gigabyte.
+                    *line = String::with_capacity(LINE_CAPACITY);
+                }
                 true
             }
             Err(_) => false,
@@ -317,6 +322,10 @@ impl EventLog {
 /// How long the writer waits after taking up work for more lines to batch.
 /// Lines reach the file at most this much later; nothing waits on it.
 const WRITE_LINGER: Duration = Duration::from_millis(2);
+
+/// Largest line buffer a thread keeps between lines; longer lines are rare
+/// (a peer's long message) and get a buffer of their own each time.
+const MAX_KEPT_LINE: usize = 4 * 1024;
 
 /// A batch this large is written at once, without lingering: big enough to
 /// keep up with any load, small enough that the kernel writes it in one go.
@@ -996,6 +1005,22 @@ mod tests {
             assert!(o.ends_with(&format!(" - line {i}")), "{o}");
             assert!(s.starts_with("Seen: ") && s.ends_with(o), "{s}");
         }
+    }
+
+    #[test]
+    fn a_long_line_does_not_stay_in_the_thread_buffer() {
+        let sink = MemorySink::default();
+        let log = EventLog::with_sink(sink.clone()).expect("spawn");
+        let long = "x".repeat(64 * 1024);
+        log.log(EventKind::MessageReceived, &long);
+        log.log(EventKind::MessageReceived, "short");
+        let kept = LINE.with(|l| l.borrow().capacity());
+        assert!(kept <= MAX_KEPT_LINE, "{kept}");
+        log.flush();
+        let text = String::from_utf8(sink.0.lock().expect("lock").clone()).expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with(&long) && lines[1].ends_with(" - short"));
     }
 
     #[test]
