@@ -3,6 +3,7 @@
 //! `chat`), `nick`, `subscribe` and `ping`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
 
 use crate::eventlog::{self, EventKind, LogMessage};
@@ -178,7 +179,7 @@ impl Session {
             return self.send_error(&msg);
         }
         let c = &self.sh.counters;
-        c.messages_received.add(1);
+        c.messages_received.fetch_add(1, Ordering::Relaxed);
         let now = eventlog::now();
         self.sh.log.record_at(
             EventKind::MessageReceived,
@@ -197,7 +198,7 @@ impl Session {
             return false;
         }
         c.reply_time.observe(self.handling_since.elapsed());
-        c.replies_sent.add(1);
+        c.replies_sent.fetch_add(1, Ordering::Relaxed);
         self.sh.log.record(
             EventKind::MessageSent,
             &LogMessage::ServerReplied {

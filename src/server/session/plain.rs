@@ -1,6 +1,8 @@
 //! The plain (seed) protocol: each line `T` is answered with
 //! `Server received: T`, and relayed to the chat room as a chat line.
 
+use std::sync::atomic::Ordering;
+
 use crate::eventlog::{self, EventKind, LogMessage};
 use crate::protocol::{self, ServerMsg};
 
@@ -23,7 +25,7 @@ impl Session {
             return self.send_error(&msg);
         }
         let c = &self.sh.counters;
-        c.messages_received.add(1);
+        c.messages_received.fetch_add(1, Ordering::Relaxed);
         let now = eventlog::now();
         self.sh.log.record_at(
             EventKind::MessageReceived,
@@ -42,7 +44,7 @@ impl Session {
         let written = self.write_plain(reply.as_bytes());
         if written {
             c.reply_time.observe(self.handling_since.elapsed());
-            c.replies_sent.add(1);
+            c.replies_sent.fetch_add(1, Ordering::Relaxed);
             self.sh.log.record(
                 EventKind::MessageSent,
                 &LogMessage::ServerReplied {
