@@ -25,7 +25,7 @@ const FRACTION_DIGITS: usize = 6;
 /// Most fraction digits the parser keeps (nanoseconds); more are read and ignored.
 const MAX_FRACTION_DIGITS: usize = 9;
 /// Room for a typical line, so that formatting one rarely reallocates.
-const LINE_CAPACITY: usize = 256;
+pub(crate) const LINE_CAPACITY: usize = 256;
 
 /// Kinds of event. The first ones are the seed's; the rest are chatmon's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -162,20 +162,31 @@ pub fn format_line_args(
     time: NaiveDateTime,
     message: fmt::Arguments<'_>,
 ) -> String {
-    use fmt::Write as _;
     let mut s = String::with_capacity(LINE_CAPACITY);
+    format_line_into(&mut s, kind, time, message);
+    s
+}
+
+/// [`format_line_args`] appended to `s`, which the log writer's callers
+/// reuse from line to line: no allocation per line once it is big enough.
+pub(crate) fn format_line_into(
+    s: &mut String,
+    kind: &EventKind,
+    time: NaiveDateTime,
+    message: fmt::Arguments<'_>,
+) {
+    use fmt::Write as _;
     s.push_str(kind.as_str());
     s.push_str(KIND_END);
-    push_time(&mut s, time);
+    push_time(s, time);
     s.push_str(TIME_END);
     let start = s.len();
     let _ = s.write_fmt(message);
     if any_escape(&s[start..]) {
         let raw = s.split_off(start);
-        escape_into(&mut s, &raw);
+        escape_into(s, &raw);
     }
     s.push('\n');
-    s
 }
 
 /// Formats a timestamp as `YYYY-MM-DD HH:MM:SS.ffffff`.
@@ -213,22 +224,51 @@ fn push_num(s: &mut String, mut v: u32, width: usize) {
     }
 }
 
+/// `YYYY-MM-DD HH:MM:SS.`, the part of a timestamp that changes once a second.
+type SecondPrefix = [u8; SECONDS_LEN + 1];
+
+thread_local! {
+    /// The last second this thread formatted, and its text: a server thread
+    /// logs many lines a second, and only the microseconds differ.
+    static LAST_SECOND: std::cell::Cell<Option<(NaiveDate, u32, SecondPrefix)>> =
+        const { std::cell::Cell::new(None) };
+}
+
 fn push_time(s: &mut String, t: NaiveDateTime) {
-    let year = t.year().clamp(0, 9999) as u32;
-    push_num(s, year, 4);
-    s.push('-');
-    push_num(s, t.month(), 2);
-    s.push('-');
-    push_num(s, t.day(), 2);
-    s.push(' ');
-    push_num(s, t.hour(), 2);
-    s.push(':');
-    push_num(s, t.minute(), 2);
-    s.push(':');
-    push_num(s, t.second(), 2);
-    s.push('.');
+    let (date, secs) = (t.date(), t.num_seconds_from_midnight());
+    let prefix = match LAST_SECOND.try_with(std::cell::Cell::get) {
+        Ok(Some((d, sec, p))) if d == date && sec == secs => p,
+        _ => {
+            let p = second_prefix(t);
+            let _ = LAST_SECOND.try_with(|c| c.set(Some((date, secs, p))));
+            p
+        }
+    };
+    // The prefix is ASCII digits and separators.
+    s.push_str(std::str::from_utf8(&prefix).unwrap_or_default());
     // A leap second shows up as nanosecond >= 1e9; clamp rather than print 7 digits.
     push_num(s, (t.nanosecond() / 1000).min(999_999), FRACTION_DIGITS);
+}
+
+/// Formats `YYYY-MM-DD HH:MM:SS.` of `t`.
+fn second_prefix(t: NaiveDateTime) -> SecondPrefix {
+    let mut s = String::with_capacity(SECONDS_LEN + 1);
+    let year = t.year().clamp(0, 9999) as u32;
+    push_num(&mut s, year, 4);
+    s.push('-');
+    push_num(&mut s, t.month(), 2);
+    s.push('-');
+    push_num(&mut s, t.day(), 2);
+    s.push(' ');
+    push_num(&mut s, t.hour(), 2);
+    s.push(':');
+    push_num(&mut s, t.minute(), 2);
+    s.push(':');
+    push_num(&mut s, t.second(), 2);
+    s.push('.');
+    let mut p = [b'0'; SECONDS_LEN + 1];
+    p.copy_from_slice(&s.as_bytes()[..SECONDS_LEN + 1]);
+    p
 }
 
 /// Parses one line (with or without its newline). The only parser.
@@ -322,6 +362,28 @@ mod tests {
             "hi",
         );
         assert_eq!(line, "Message Received: 2024-10-13 14:35:24.000123 - hi\n");
+    }
+
+    #[test]
+    fn times_in_the_same_second_and_across_seconds_format_right() {
+        // The per-thread second cache must never leak one second's text
+        // into another's line, whatever the order.
+        for (a, b) in [
+            ("2026-01-02 03:04:05.000001", "2026-01-02 03:04:05.999999"),
+            ("2026-01-02 03:04:05.5", "2026-01-02 03:04:06.5"),
+            ("2026-01-02 03:04:05.5", "2026-01-03 03:04:05.5"),
+            ("2026-12-31 23:59:59.999999", "2027-01-01 00:00:00.000000"),
+            ("2027-01-01 00:00:00.1", "2026-12-31 23:59:59.1"),
+        ] {
+            for s in [a, b, a, a, b] {
+                assert_eq!(format_time(t(s)), format_time_uncached(t(s)), "{s}");
+                assert!(format_time(t(s)).starts_with(&s[..19]), "{s}");
+            }
+        }
+    }
+
+    fn format_time_uncached(t: NaiveDateTime) -> String {
+        format!("{}", t.format("%Y-%m-%d %H:%M:%S%.6f"))
     }
 
     #[test]

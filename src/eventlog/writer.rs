@@ -1,23 +1,26 @@
-//! The non-blocking writer: [`EventLog`] handles hand whole lines to one
-//! writer thread over a channel, so that no client thread ever waits on the
-//! disk; the writer appends batches with one `write` on a file opened with
-//! `O_APPEND`, so several processes can share one file without torn or
-//! interleaved lines, and holds lines in memory (bounded) while the sink fails.
+//! The non-blocking writer: [`EventLog`] handles format each line in a
+//! buffer of their thread and append it to one shared in-memory batch (a
+//! short lock around a copy: no allocation, no channel, and no wake-up of
+//! the writer while it is busy), so that no client thread ever waits on the
+//! disk; one writer thread takes the whole batch every few milliseconds and
+//! appends it with one `write` on a file opened with `O_APPEND`, so several
+//! processes can share one file without torn or interleaved lines, and holds
+//! lines in memory (bounded) while the sink fails.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 
 use super::clock::now;
-use super::line::{EventKind, format_line_args};
+use super::line::{EventKind, LINE_CAPACITY, format_line_args, format_line_into};
 use super::message::LogMessage;
 use super::sink::{LogSink, NullSink};
 
@@ -25,21 +28,67 @@ use super::sink::{LogSink, NullSink};
 /// subscribers). It must not block.
 pub type Tap = Arc<dyn Fn(&str) + Send + Sync>;
 
-enum Cmd {
-    Line(String),
-    Flush(mpsc::SyncSender<()>),
+/// What the handles and the writer share, under [`Inner::state`].
+#[derive(Default)]
+struct State {
+    /// Whole lines logged and not yet taken by the writer, in the order they
+    /// were appended.
+    batch: Vec<u8>,
+    /// Lines in `batch`: a writer that is behind must not make the log look
+    /// more complete than it is.
+    lines: usize,
+    /// Lines refused because `batch` had reached [`MAX_HELD`] (the writer
+    /// starved of CPU or stuck in its sink): never a wait for a session.
+    refused: usize,
+    /// The writer waits for work; the next line or flush must wake it. Only
+    /// then does a line cost a wake-up: a writer that is busy or lingering
+    /// finds the line by itself.
+    parked: bool,
+    /// Flush tickets handed out, and the last one the writer answered.
+    flush_asked: u64,
+    flush_done: u64,
+    /// Every handle is gone: write what is left and stop.
+    closed: bool,
+    /// The writer has stopped (or never started): lines have nowhere to go.
+    gone: bool,
 }
 
-/// Counts shared by the handles and the writer, read by
-/// [`EventLog::unwritten`].
-#[derive(Default)]
-struct Counters {
+/// Shared by the handles and the writer thread.
+struct Inner {
+    state: Mutex<State>,
+    /// Wakes the parked writer.
+    work: Condvar,
+    /// Wakes threads waiting in [`EventLog::flush`].
+    done: Condvar,
     /// Lines the writer holds because the sink fails, plus lines it had to
-    /// drop; 0 while writing works.
+    /// drop; 0 while writing works. Read by [`EventLog::unwritten`].
     unwritten: AtomicUsize,
-    /// Lines sent to the writer and not yet taken off the channel: a writer
-    /// that is behind must not make the log look more complete than it is.
-    queued: AtomicUsize,
+    /// Lines refused for good (see [`State::refused`]): the log misses them
+    /// whatever happens next.
+    lost: AtomicUsize,
+    /// Most bytes held by the writer while the sink fails.
+    max_held: usize,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves whole lines behind:
+        // appends and takes are single copies. Go on with them.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Held by every [`EventLog`] clone: when the last one goes, the writer is
+/// told to finish.
+struct Handles(Arc<Inner>);
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.closed = true;
+        drop(st);
+        self.0.work.notify_one();
+    }
 }
 
 /// Handle to the log writer. Cheap to clone; every clone feeds the same
@@ -47,10 +96,14 @@ struct Counters {
 /// everything sent to it. Call [`EventLog::flush`] before the process exits.
 #[derive(Clone)]
 pub struct EventLog {
-    tx: mpsc::Sender<Cmd>,
+    handles: Arc<Handles>,
     path: Option<Arc<PathBuf>>,
     tap: Option<Tap>,
-    counters: Arc<Counters>,
+}
+
+thread_local! {
+    /// The line being formatted, reused from line to line on each thread.
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(LINE_CAPACITY));
 }
 
 impl EventLog {
@@ -76,21 +129,43 @@ impl EventLog {
         EventLog::with_sink_holding(sink, MAX_HELD)
     }
 
+    fn inner(max_held: usize) -> Arc<Inner> {
+        Arc::new(Inner {
+            state: Mutex::new(State {
+                batch: Vec::with_capacity(MAX_BATCH),
+                ..State::default()
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            unwritten: AtomicUsize::new(0),
+            lost: AtomicUsize::new(0),
+            max_held,
+        })
+    }
+
+    fn from_inner(inner: Arc<Inner>) -> EventLog {
+        EventLog {
+            handles: Arc::new(Handles(inner)),
+            path: None,
+            tap: None,
+        }
+    }
+
     /// [`EventLog::with_sink`] with a given hold limit (tests use a small
     /// one, to reach it without 64 MiB of lines).
     fn with_sink_holding<S: LogSink>(sink: S, max_held: usize) -> io::Result<EventLog> {
-        let (tx, rx) = mpsc::channel();
-        let counters = Arc::new(Counters::default());
-        let c = counters.clone();
+        let inner = EventLog::inner(max_held);
+        let w = inner.clone();
         thread::Builder::new()
             .name("chatmon-log".into())
-            .spawn(move || Writer::new(sink, max_held, &c).run(rx))?;
-        Ok(EventLog {
-            tx,
-            path: None,
-            tap: None,
-            counters,
-        })
+            .spawn(move || {
+                Writer::new(sink, &w).run();
+                let mut st = w.lock();
+                st.gone = true;
+                drop(st);
+                w.done.notify_all();
+            })?;
+        Ok(EventLog::from_inner(inner))
     }
 
     /// A log that writes nothing.
@@ -98,26 +173,28 @@ impl EventLog {
         // Spawning can only fail when the process is out of threads; then a
         // log whose lines go nowhere is exactly what was asked for anyway.
         EventLog::with_sink(NullSink).unwrap_or_else(|_| {
-            let (tx, _rx) = mpsc::channel();
-            EventLog {
-                tx,
-                path: None,
-                tap: None,
-                counters: Arc::default(),
-            }
+            let inner = EventLog::inner(MAX_HELD);
+            inner.lock().gone = true;
+            EventLog::from_inner(inner)
         })
+    }
+
+    fn shared(&self) -> &Inner {
+        &self.handles.0
     }
 
     /// Lines logged but not written: held while the sink fails, dropped past
     /// [`MAX_HELD`], or still queued for the writer. Check after
     /// [`EventLog::flush`] at exit, to say that the log is incomplete.
     pub fn unwritten(&self) -> usize {
-        let c = &self.counters;
-        // The writer raises `unwritten` before it lowers `queued`, so a line
-        // moving from one to the other may be counted twice for a moment but
-        // is never missed.
-        let queued = c.queued.load(Ordering::SeqCst);
-        c.unwritten.load(Ordering::SeqCst).saturating_add(queued)
+        let inner = self.shared();
+        // Read under the lock the writer takes and holds lines under, so a
+        // line moving from the batch to the hold is counted once.
+        let st = inner.lock();
+        st.lines
+            .saturating_add(st.refused)
+            .saturating_add(inner.unwritten.load(Ordering::SeqCst))
+            .saturating_add(inner.lost.load(Ordering::SeqCst))
     }
 
     /// The file this log appends to, if it is a file.
@@ -145,21 +222,55 @@ impl EventLog {
     /// Logs one event whose message is given as format arguments (no
     /// intermediate `String`).
     pub fn log_args(&self, kind: EventKind, time: NaiveDateTime, message: fmt::Arguments<'_>) {
-        let line = format_line_args(&kind, time, message);
-        if let Some(tap) = &self.tap {
-            tap(&line);
+        // The thread's own line buffer; a fresh one if it is in use (a tap
+        // that logs) or gone (a thread being torn down).
+        let reused = LINE.try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                format_line_into(&mut line, &kind, time, message);
+                self.emit(&line);
+                if line.capacity() > MAX_KEPT_LINE {
+                    // A peer's 64 KiB line must not stay with its session
+                    // thread: 10,000 of them would hold a gigabyte.
+                    *line = String::with_capacity(LINE_CAPACITY);
+                }
+                true
+            }
+            Err(_) => false,
+        });
+        if reused != Ok(true) {
+            self.emit(&format_line_args(&kind, time, message));
         }
-        // Counted before the send, so that the writer, which subtracts what
-        // it takes, never sees the count go below zero.
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        // The writer only goes away at close; a line logged after that has
-        // nowhere to go, and saying so on stderr is all that is left.
-        if let Err(mpsc::SendError(Cmd::Line(l))) = self.tx.send(Cmd::Line(line)) {
-            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Shows one formatted line to the tap and appends it to the batch.
+    fn emit(&self, line: &str) {
+        if let Some(tap) = &self.tap {
+            tap(line);
+        }
+        let inner = self.shared();
+        let mut st = inner.lock();
+        if st.gone {
+            drop(st);
+            // The writer only goes away at close; a line logged after that
+            // has nowhere to go, and saying so on stderr is all that is left.
             warn(format_args!(
                 "chatmon: log closed, event not written: {}",
-                l.trim_end()
+                line.trim_end()
             ));
+            return;
+        }
+        if st.batch.len() + line.len() > MAX_HELD {
+            // Never wait for the writer: count the line and go on.
+            st.refused += 1;
+            return;
+        }
+        st.batch.extend_from_slice(line.as_bytes());
+        st.lines += 1;
+        let wake = std::mem::take(&mut st.parked);
+        drop(st);
+        if wake {
+            inner.work.notify_one();
         }
     }
 
@@ -183,24 +294,47 @@ impl EventLog {
     /// Waits until every line logged before this call has been written (or
     /// has failed to be written and is being retried).
     pub fn flush(&self) {
-        let (tx, rx) = mpsc::sync_channel(1);
-        if self.tx.send(Cmd::Flush(tx)).is_ok() {
-            let _ = rx.recv_timeout(FLUSH_WAIT);
+        let inner = self.shared();
+        let mut st = inner.lock();
+        if st.gone {
+            return;
+        }
+        st.flush_asked += 1;
+        let ticket = st.flush_asked;
+        if std::mem::take(&mut st.parked) {
+            inner.work.notify_one();
+        }
+        let deadline = Instant::now() + FLUSH_WAIT;
+        while st.flush_done < ticket && !st.gone {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            st = inner
+                .done
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 }
 
-/// How long the writer waits after waking for more lines to batch. Lines
-/// reach the file at most this much later; nothing waits on it.
+/// How long the writer waits after taking up work for more lines to batch.
+/// Lines reach the file at most this much later; nothing waits on it.
 const WRITE_LINGER: Duration = Duration::from_millis(2);
 
-/// Largest batch handed to one `write`: big enough to keep up with any load,
-/// small enough that the kernel writes it in one go.
+/// Largest line buffer a thread keeps between lines; longer lines are rare
+/// (a peer's long message) and get a buffer of their own each time.
+const MAX_KEPT_LINE: usize = 4 * 1024;
+
+/// A batch this large is written at once, without lingering: big enough to
+/// keep up with any load, small enough that the kernel writes it in one go.
 const MAX_BATCH: usize = 64 * 1024;
 
-/// Most bytes of log held in memory while the sink fails. Past it, new lines
-/// are dropped (and counted, and reported) rather than exhaust memory; the
-/// held ones stay a gapless prefix of what was logged.
+/// Most bytes of log held in memory while the sink fails, and again waiting
+/// for a writer that is behind. Past it, new lines are dropped (and counted, and
+/// reported) rather than exhaust memory; the held ones stay a gapless prefix
+/// of what was logged.
 pub const MAX_HELD: usize = 64 * 1024 * 1024;
 
 /// How long [`EventLog::flush`] waits for the writer at most: a writer stuck
@@ -214,10 +348,6 @@ const LAST_CHANCE_TRIES: usize = 20;
 /// How often a failing sink is tried again.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 
-/// While the sink fails, how many commands the writer takes between two
-/// looks at the clock, so that a flood of lines cannot postpone the retry.
-const DRAIN_CHECK: usize = 4096;
-
 /// The sink failed; lines are held until it works again.
 struct Failure {
     error: String,
@@ -227,169 +357,206 @@ struct Failure {
     retry_at: Instant,
 }
 
+/// What the writer took from the shared state in one go.
+struct Taken {
+    lines: usize,
+    refused: usize,
+    ticket: u64,
+    closed: bool,
+}
+
 /// The writer thread's state.
 struct Writer<'a, S> {
     sink: S,
+    /// The batch being written, or the lines held while the sink fails.
     buf: Vec<u8>,
     /// Lines in `buf`, kept up to date as lines come and go: counting them in
     /// a buffer of up to [`MAX_HELD`] bytes on every line is what made a
     /// writer with a failing sink fall behind for good.
     buf_lines: usize,
-    max_held: usize,
     failing: Option<Failure>,
-    /// Lines dropped past `max_held` since the failure began.
+    /// Lines dropped past the hold since the failure began.
     dropped: usize,
-    waiters: Vec<mpsc::SyncSender<()>>,
-    counters: &'a Counters,
+    /// Lines refused by a full batch have been warned about.
+    warned_refused: bool,
+    inner: &'a Inner,
 }
 
 impl<'a, S: LogSink> Writer<'a, S> {
-    fn new(sink: S, max_held: usize, counters: &'a Counters) -> Self {
+    fn new(sink: S, inner: &'a Inner) -> Self {
         Writer {
             sink,
             buf: Vec::with_capacity(MAX_BATCH),
             buf_lines: 0,
-            max_held,
             failing: None,
             dropped: 0,
-            waiters: Vec::new(),
-            counters,
+            warned_refused: false,
+            inner,
         }
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Cmd>) {
+    fn run(mut self) {
         loop {
-            let Some(retry_at) = self.failing.as_ref().map(|f| f.retry_at) else {
-                // Writing works, so `buf` is empty: everything taken so far
-                // was written.
-                match rx.recv() {
-                    Ok(first) => self.write_batch(first, &rx),
-                    Err(_) => return,
-                }
-                continue;
-            };
-            // While the sink fails, take every line as it comes (cheap: an
-            // append or a count) and try the sink only on the timer, never
-            // once per line.
-            let wait = retry_at.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(first) => self.take_while_failing(first, &rx, retry_at),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.last_chance();
-                    return;
+            let taken = self.take();
+            if taken.refused > 0 {
+                self.inner.lost.fetch_add(taken.refused, Ordering::SeqCst);
+                if !std::mem::replace(&mut self.warned_refused, true) {
+                    warn(format_args!(
+                        "chatmon: the log writer is {MAX_HELD} bytes behind; dropping new lines until it catches up"
+                    ));
                 }
             }
-            if Instant::now() >= retry_at {
+            if self.failing.is_none() && !self.buf.is_empty() {
+                self.write_taken();
+            }
+            self.answer(taken.ticket);
+            if taken.closed {
+                if self.failing.is_some() {
+                    self.last_chance();
+                }
+                return;
+            }
+            if self
+                .failing
+                .as_ref()
+                .is_some_and(|f| Instant::now() >= f.retry_at)
+            {
                 self.retry();
             }
         }
     }
 
-    /// Takes lines while writing works, up to a batch, and writes them.
-    fn write_batch(&mut self, first: Cmd, rx: &mpsc::Receiver<Cmd>) {
-        let mut taken = 0;
-        let mut next = Some(first);
-        while let Some(cmd) = next {
-            match cmd {
-                Cmd::Line(l) => {
-                    self.push(&l);
-                    taken += 1;
-                }
-                Cmd::Flush(w) => self.waiters.push(w),
-            }
-            if self.buf.len() >= MAX_BATCH {
+    /// Waits for lines, a flush, the close or (while the sink fails) the
+    /// retry time, lingers so that more lines share the write, and takes
+    /// everything logged so far: into `buf` while writing works, into the
+    /// hold (bounded) while it fails.
+    fn take(&mut self) -> Taken {
+        let inner = self.inner;
+        let mut st = inner.lock();
+        loop {
+            let retry_due = self
+                .failing
+                .as_ref()
+                .map(|f| f.retry_at.saturating_duration_since(Instant::now()));
+            if st.lines > 0
+                || st.refused > 0
+                || st.flush_asked > st.flush_done
+                || st.closed
+                || retry_due.is_some_and(|d| d.is_zero())
+            {
                 break;
             }
-            next = rx.try_recv().ok();
+            st.parked = true;
+            st = match retry_due {
+                Some(d) => {
+                    inner
+                        .work
+                        .wait_timeout(st, d)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+                None => inner.work.wait(st).unwrap_or_else(|p| p.into_inner()),
+            };
         }
-        // Linger before writing so that the lines logged meanwhile share the
-        // write. The wake-up matters more than the syscall: a sender that
-        // finds the writer parked in `recv` must wake it, a futex call and a
-        // context switch per line (a third of the server's CPU per message in
-        // a profile of one busy plain client); while the writer sleeps here, a
-        // send is only a push. Skipped for flushes.
-        if self.waiters.is_empty() && !self.buf.is_empty() && self.buf.len() < MAX_BATCH {
+        st.parked = false;
+        // Linger before taking so that the lines logged meanwhile share the
+        // write. The wake-up matters more than the syscall: a writer parked
+        // on every line cost a futex call and a context switch per line (a
+        // third of the server's CPU per message in a profile of one busy
+        // plain client); while the writer lingers, a line is only a copy.
+        // Skipped for flushes and at close.
+        if st.flush_asked == st.flush_done && !st.closed && st.batch.len() < MAX_BATCH {
+            drop(st);
             thread::sleep(WRITE_LINGER);
-            while self.buf.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(Cmd::Line(l)) => {
-                        self.push(&l);
-                        taken += 1;
-                    }
-                    Ok(Cmd::Flush(w)) => self.waiters.push(w),
-                    Err(_) => break,
+            st = inner.lock();
+        }
+        let taken = Taken {
+            lines: st.lines,
+            refused: std::mem::take(&mut st.refused),
+            ticket: st.flush_asked,
+            closed: st.closed,
+        };
+        st.lines = 0;
+        if self.failing.is_none() && self.buf.is_empty() {
+            // Writing works, so `buf` is empty: swap, no copy.
+            std::mem::swap(&mut self.buf, &mut st.batch);
+            self.buf_lines = taken.lines;
+        } else {
+            // Held under the lock, so that `unwritten` never misses a line
+            // on its way from the batch to the hold.
+            let batch = std::mem::take(&mut st.batch);
+            self.hold(&batch);
+            self.publish();
+            st.batch = batch;
+            st.batch.clear();
+        }
+        taken
+    }
+
+    /// Appends whole lines of `batch` to the hold while they fit under the
+    /// limit, and counts the rest as dropped.
+    fn hold(&mut self, batch: &[u8]) {
+        let max_held = self.inner.max_held;
+        for line in batch.split_inclusive(|&b| b == b'\n') {
+            if self.buf.len() + line.len() > max_held {
+                if self.dropped == 0 {
+                    warn(format_args!(
+                        "chatmon: the log cannot be written and {max_held} bytes are held; dropping new lines until it can"
+                    ));
+                }
+                self.dropped += 1;
+            } else {
+                self.buf.extend_from_slice(line);
+                self.buf_lines += 1;
+                if let Some(f) = self.failing.as_mut() {
+                    f.held += 1;
                 }
             }
         }
-        self.counters.queued.fetch_sub(taken, Ordering::SeqCst);
-        if !self.buf.is_empty() {
-            let (written, result) = self.sink.append_some(&self.buf);
-            match result {
-                Ok(()) => self.clear(),
-                Err(e) => {
-                    self.consume(written);
-                    warn(format_args!(
-                        "chatmon: cannot write the log: {e}; holding lines in memory and retrying"
-                    ));
+    }
+
+    /// Writes what was taken while writing works; on failure, holds the rest.
+    fn write_taken(&mut self) {
+        let (written, result) = self.sink.append_some(&self.buf);
+        match result {
+            Ok(()) => self.clear(),
+            Err(e) => {
+                self.consume(written);
+                warn(format_args!(
+                    "chatmon: cannot write the log: {e}; holding lines in memory and retrying"
+                ));
+                if self.buf.len() > self.inner.max_held {
+                    // A batch taken whole may exceed the hold: keep its
+                    // first lines that fit, as a failing sink does.
+                    let all = std::mem::take(&mut self.buf);
+                    self.buf_lines = 0;
+                    self.failing = Some(Failure {
+                        error: e.to_string(),
+                        held: 0,
+                        retry_at: Instant::now() + RETRY_EVERY,
+                    });
+                    self.hold(&all);
+                } else {
                     self.failing = Some(Failure {
                         error: e.to_string(),
                         held: self.buf_lines,
                         retry_at: Instant::now() + RETRY_EVERY,
                     });
-                    self.publish();
                 }
+                self.publish();
             }
-        }
-        // Released after the write, or on failure anyway: waiters must not
-        // hang on a broken disk, and the lines stay held.
-        for w in self.waiters.drain(..) {
-            let _ = w.try_send(());
         }
     }
 
-    /// Takes everything queued while the sink fails: lines are held up to
-    /// the limit and counted as dropped past it; flushes are answered at
-    /// once, since every line sent before them has now been taken.
-    fn take_while_failing(&mut self, first: Cmd, rx: &mpsc::Receiver<Cmd>, retry_at: Instant) {
-        let mut taken = 0;
-        let mut seen = 0;
-        let mut next = Some(first);
-        while let Some(cmd) = next {
-            match cmd {
-                Cmd::Line(l) => {
-                    taken += 1;
-                    if self.buf.len() + l.len() > self.max_held {
-                        if self.dropped == 0 {
-                            warn(format_args!(
-                                "chatmon: the log cannot be written and {} bytes are held; dropping new lines until it can",
-                                self.max_held
-                            ));
-                        }
-                        self.dropped += 1;
-                    } else {
-                        self.push(&l);
-                        if let Some(f) = self.failing.as_mut() {
-                            f.held += 1;
-                        }
-                    }
-                }
-                Cmd::Flush(w) => {
-                    // Counts first, so that a flushing thread reads them exact.
-                    self.publish();
-                    self.counters.queued.fetch_sub(taken, Ordering::SeqCst);
-                    taken = 0;
-                    let _ = w.try_send(());
-                }
-            }
-            seen += 1;
-            if seen % DRAIN_CHECK == 0 && Instant::now() >= retry_at {
-                break;
-            }
-            next = rx.try_recv().ok();
+    /// Tells the flushers up to `ticket` that their lines are written, or
+    /// held: waiters must not hang on a broken disk.
+    fn answer(&self, ticket: u64) {
+        let mut st = self.inner.lock();
+        if ticket > st.flush_done {
+            st.flush_done = ticket;
+            drop(st);
+            self.inner.done.notify_all();
         }
-        self.publish();
-        self.counters.queued.fetch_sub(taken, Ordering::SeqCst);
     }
 
     /// Tries the failing sink again.
@@ -405,7 +572,7 @@ impl<'a, S: LogSink> Writer<'a, S> {
                     let msg = LogMessage::LogRecovered {
                         error: &f.error,
                         held: f.held,
-                        lost: (self.dropped > 0).then_some((self.dropped, self.max_held)),
+                        lost: (self.dropped > 0).then_some((self.dropped, self.inner.max_held)),
                     };
                     self.dropped = 0;
                     let line = format_line_args(&EventKind::Error, now(), format_args!("{msg}"));
@@ -444,11 +611,6 @@ impl<'a, S: LogSink> Writer<'a, S> {
         ));
     }
 
-    fn push(&mut self, line: &str) {
-        self.buf.extend_from_slice(line.as_bytes());
-        self.buf_lines += 1;
-    }
-
     /// Forgets the first `written` bytes of `buf`, which reached the sink.
     /// Counting their newlines costs as much as writing them did, once.
     fn consume(&mut self, written: usize) {
@@ -471,7 +633,7 @@ impl<'a, S: LogSink> Writer<'a, S> {
             // in the log itself by the recovery event.
             0
         };
-        self.counters.unwritten.store(n, Ordering::SeqCst);
+        self.inner.unwritten.store(n, Ordering::SeqCst);
     }
 }
 
@@ -489,7 +651,7 @@ mod tests {
     use super::*;
     use crate::eventlog::line::{format_line, parse_line};
     use crate::eventlog::sink::MemorySink;
-    use std::sync::Mutex;
+    use std::sync::mpsc;
 
     fn t(s: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").expect("valid test time")
@@ -814,6 +976,66 @@ mod tests {
         assert_eq!(e.log_message(), msg);
         assert!(lines[1].starts_with("Custom: ") && lines[1].ends_with(" - x\n"));
         assert_eq!(*seen.lock().expect("lock"), lines);
+    }
+
+    #[test]
+    fn a_tap_that_logs_gets_its_own_line_buffer() {
+        // The tap runs while the thread's line buffer holds the line being
+        // logged: a line it logs must not clobber it.
+        let outer = MemorySink::default();
+        let inner = MemorySink::default();
+        let side = EventLog::with_sink(inner.clone()).expect("spawn");
+        let s = side.clone();
+        let log = EventLog::with_sink(outer.clone())
+            .expect("spawn")
+            .with_tap(Arc::new(move |l: &str| {
+                s.log(EventKind::Other("Seen".into()), l.trim_end());
+            }));
+        for i in 0..100 {
+            log.log(EventKind::Connection, &format!("line {i}"));
+        }
+        log.flush();
+        side.flush();
+        let outer = String::from_utf8(outer.0.lock().expect("lock").clone()).expect("utf8");
+        let inner = String::from_utf8(inner.0.lock().expect("lock").clone()).expect("utf8");
+        let outer: Vec<&str> = outer.lines().collect();
+        let inner: Vec<&str> = inner.lines().collect();
+        assert_eq!((outer.len(), inner.len()), (100, 100));
+        for (i, (o, s)) in outer.iter().zip(&inner).enumerate() {
+            assert!(o.ends_with(&format!(" - line {i}")), "{o}");
+            assert!(s.starts_with("Seen: ") && s.ends_with(o), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_long_line_does_not_stay_in_the_thread_buffer() {
+        let sink = MemorySink::default();
+        let log = EventLog::with_sink(sink.clone()).expect("spawn");
+        let long = "x".repeat(64 * 1024);
+        log.log(EventKind::MessageReceived, &long);
+        log.log(EventKind::MessageReceived, "short");
+        let kept = LINE.with(|l| l.borrow().capacity());
+        assert!(kept <= MAX_KEPT_LINE, "{kept}");
+        log.flush();
+        let text = String::from_utf8(sink.0.lock().expect("lock").clone()).expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with(&long) && lines[1].ends_with(" - short"));
+    }
+
+    #[test]
+    fn an_idle_writer_wakes_for_the_next_line_and_flush() {
+        let sink = MemorySink::default();
+        let log = EventLog::with_sink(sink.clone()).expect("spawn");
+        for round in 0..3 {
+            // Long enough for the writer to park between rounds.
+            thread::sleep(Duration::from_millis(20));
+            log.log(EventKind::Connection, &format!("round {round}"));
+            log.flush();
+            assert_eq!(log.unwritten(), 0);
+            let text = String::from_utf8(sink.0.lock().expect("lock").clone()).expect("utf8");
+            assert_eq!(text.lines().count(), round + 1, "{text}");
+        }
     }
 
     #[test]

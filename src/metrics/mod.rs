@@ -150,13 +150,13 @@ impl Collector for ServerCollector {
                 "chatmon_messages_received",
                 "Messages received (plain lines and chat messages).",
                 None,
-                ld(&c.messages_received),
+                c.messages_received.get(),
             ),
             (
                 "chatmon_messages_replied",
                 "Replies written to the sender of a message.",
                 None,
-                ld(&c.replies_sent),
+                c.replies_sent.get(),
             ),
             (
                 "chatmon_messages_relayed",
@@ -168,13 +168,13 @@ impl Collector for ServerCollector {
                 "chatmon_received",
                 "Bytes read from clients.",
                 Some(&Unit::Bytes),
-                ld(&c.bytes_in),
+                c.bytes_in.get(),
             ),
             (
                 "chatmon_sent",
                 "Bytes written to clients.",
                 Some(&Unit::Bytes),
-                ld(&c.bytes_out),
+                c.bytes_out.get(),
             ),
             (
                 "chatmon_events_dropped",

@@ -63,7 +63,8 @@ use self::outbox::Outbox;
 
 pub use self::cluster::ClusterView;
 pub use self::stats::{
-    Counters, ErrorCounts, ErrorKind, HistogramSnapshot, Monitor, ReplyTimes, Snapshot,
+    Counters, ErrorCounts, ErrorKind, HistogramSnapshot, Monitor, ReplyTimes, ShardedCounter,
+    Snapshot,
 };
 /// Appended to the welcome's `server` field by an embedded server. Lives in
 /// [`protocol`] now, with the welcome's `embedded` flag; kept here for the
@@ -198,8 +199,11 @@ struct Shared {
     config: ServerConfig,
     /// The log, tapped so that every line also goes to subscribers.
     log: EventLog,
-    hub: Hub,
-    counters: Counters,
+    /// Shared with the log's tap, which must reach the subscribers without
+    /// upgrading a `Weak<Shared>`: that upgrade was two contended atomic
+    /// adds on `Shared`'s own cache line per log line, for every session.
+    hub: Arc<Hub>,
+    counters: Arc<Counters>,
     /// Messages per second of the last stats interval (f64 bits), for the
     /// figures a new subscriber gets at once.
     last_rate_bits: AtomicU64,
@@ -255,28 +259,26 @@ impl Server {
             }
             None => (None, None),
         };
-        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
-            let w = weak.clone();
-            let tap: eventlog::Tap = Arc::new(move |line: &str| {
-                if let Some(s) = w.upgrade() {
-                    s.hub.broadcast_event(line, &s.counters);
-                }
-            });
-            Shared {
-                log: log.with_tap(tap),
-                config,
-                hub: Hub::default(),
-                counters: Counters::default(),
-                last_rate_bits: AtomicU64::new(0),
-                shutdown: Shutdown::new(),
-                active: AtomicUsize::new(0),
-                next_id: AtomicU64::new(1),
-                per_addr: limits::PerAddress::default(),
-                waiting: limits::Waiting::default(),
-                started: Instant::now(),
-                local_addr,
-                cluster: bridge,
-            }
+        let hub = Arc::new(Hub::default());
+        let counters = Arc::new(Counters::default());
+        // The hub holds no log, so holding it here makes no cycle; with no
+        // subscriber, a line costs the tap one relaxed load.
+        let (h, c) = (hub.clone(), counters.clone());
+        let tap: eventlog::Tap = Arc::new(move |line: &str| h.broadcast_event(line, &c));
+        let shared = Arc::new(Shared {
+            log: log.with_tap(tap),
+            config,
+            hub,
+            counters,
+            last_rate_bits: AtomicU64::new(0),
+            shutdown: Shutdown::new(),
+            active: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            per_addr: limits::PerAddress::default(),
+            waiting: limits::Waiting::default(),
+            started: Instant::now(),
+            local_addr,
+            cluster: bridge,
         });
         let token_required = shared.config.token.is_some();
         shared.log.record(
@@ -422,8 +424,8 @@ impl Server {
             &LogMessage::ServerStop {
                 uptime: sh.started.elapsed(),
                 connections: c.accepted.load(Ordering::Relaxed),
-                received: c.messages_received.load(Ordering::Relaxed),
-                replies: c.replies_sent.load(Ordering::Relaxed),
+                received: c.messages_received.get(),
+                replies: c.replies_sent.get(),
             },
         );
         sh.log.flush();

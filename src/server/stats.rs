@@ -2,10 +2,12 @@
 //! times, the periodic `Stats` event, and [`Monitor`], the read-only view that
 //! monitoring (the metrics endpoint, tests) holds. Counting is a relaxed
 //! atomic increment on the hot path; everything else is read when asked for.
+//! The figures every message moves ([`ShardedCounter`], [`ReplyTimes`]) are
+//! split in cache-line shards, one per thread slot, and summed when read.
 //! This file knows nothing of Prometheus or HTTP: `metrics` reads it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::eventlog::{EventKind, LogMessage, ServerStats, Shed};
@@ -18,11 +20,12 @@ use super::Shared;
 pub struct Counters {
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
-    pub messages_received: AtomicU64,
-    pub replies_sent: AtomicU64,
+    /// Moved by every message, from every session thread: sharded.
+    pub messages_received: ShardedCounter,
+    pub replies_sent: ShardedCounter,
     pub relayed: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
+    pub bytes_in: ShardedCounter,
+    pub bytes_out: ShardedCounter,
     pub errors: AtomicU64,
     pub events_dropped: AtomicU64,
     pub slow_disconnects: AtomicU64,
@@ -31,6 +34,71 @@ pub struct Counters {
     /// Time from handling a message to having written its reply (plain and
     /// chat), for the metrics endpoint: lock-free buckets.
     pub reply_time: ReplyTimes,
+}
+
+/// Shards of a [`ShardedCounter`] and of [`ReplyTimes`]: more than the
+/// threads that run at once on any machine this serves, so that two of them
+/// rarely share one.
+const SHARDS: usize = 32;
+
+/// One shard's count, alone on its cache line (128 bytes: x86 fetches lines
+/// in pairs), so that threads counting in different shards never take the
+/// line from each other.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+/// The shard this thread counts in: threads take slots in turn as they first
+/// count, so the session threads of one server spread over all shards.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SLOT.with(|s| *s)
+}
+
+/// A counter that every session thread moves for every message: one relaxed
+/// add on the thread's own cache line instead of all threads contending for
+/// one (on two cores, a contended line costs more than the rest of the
+/// count). Reads sum the shards; the sum is exact, only not a snapshot taken
+/// at one instant, as separate atomics never were either.
+#[derive(Debug)]
+pub struct ShardedCounter(Box<[Padded; SHARDS]>);
+
+impl Default for ShardedCounter {
+    fn default() -> Self {
+        ShardedCounter(Box::new(std::array::from_fn(|_| Padded::default())))
+    }
+}
+
+impl ShardedCounter {
+    /// Adds `n` (an [`AtomicU64::fetch_add`] on this thread's shard).
+    pub fn add(&self, n: u64) {
+        self.0[shard()].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The total over all shards.
+    pub fn get(&self) -> u64 {
+        self.0
+            .iter()
+            .fold(0u64, |t, s| t.wrapping_add(s.0.load(Ordering::Relaxed)))
+    }
+
+    /// [`ShardedCounter::add`], under the name (and with the argument) of
+    /// [`AtomicU64::fetch_add`], so that callers written for an atomic count
+    /// unchanged. Always `Relaxed`: a count orders nothing. Returns nothing,
+    /// since no shard holds the total.
+    pub fn fetch_add(&self, n: u64, _order: Ordering) {
+        self.add(n);
+    }
+
+    /// [`ShardedCounter::get`], under the name (and with the argument) of
+    /// [`AtomicU64::load`], so that readers written for an atomic read it
+    /// unchanged. Every shard is read `Relaxed` whatever `_order` says.
+    pub fn load(&self, _order: Ordering) -> u64 {
+        self.get()
+    }
 }
 
 /// A snapshot of the server's state for monitoring.
@@ -203,9 +271,22 @@ const REPLY_BOUNDS_NS: [u64; 17] = [
 
 /// Histogram of the server's time from handling a message to having written
 /// its reply: fixed buckets of atomics, so that recording is lock-free and
-/// allocation-free (a `prometheus_client` histogram takes a lock per sample).
+/// allocation-free (a `prometheus_client` histogram takes a lock per sample),
+/// in one shard per thread slot so that recording touches only the
+/// thread's own cache lines; [`ReplyTimes::snapshot`] adds the shards up.
+#[derive(Debug)]
+pub struct ReplyTimes(Box<[ReplyShard; SHARDS]>);
+
+impl Default for ReplyTimes {
+    fn default() -> Self {
+        ReplyTimes(Box::new(std::array::from_fn(|_| ReplyShard::default())))
+    }
+}
+
+/// One shard of [`ReplyTimes`], on cache lines of its own.
 #[derive(Debug, Default)]
-pub struct ReplyTimes {
+#[repr(align(128))]
+struct ReplyShard {
     /// Per-bucket (not cumulative) counts; the last one is `+Inf`.
     buckets: [AtomicU64; REPLY_BOUNDS_NS.len() + 1],
     sum_ns: AtomicU64,
@@ -230,17 +311,20 @@ impl ReplyTimes {
             .iter()
             .position(|&b| ns <= b)
             .unwrap_or(REPLY_BOUNDS_NS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        let s = &self.0[shard()];
+        s.buckets[i].fetch_add(1, Ordering::Relaxed);
+        s.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// The buckets now. The count is the sum of the buckets read, so the
     /// `+Inf` bucket always equals `_count`, even while replies go on.
     pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut buckets = Vec::with_capacity(self.buckets.len());
+        let mut buckets = Vec::with_capacity(REPLY_BOUNDS_NS.len() + 1);
         let mut count = 0u64;
-        for (i, b) in self.buckets.iter().enumerate() {
-            let n = b.load(Ordering::Relaxed);
+        for i in 0..=REPLY_BOUNDS_NS.len() {
+            let n = self.0.iter().fold(0u64, |t, s| {
+                t.wrapping_add(s.buckets[i].load(Ordering::Relaxed))
+            });
             count += n;
             let bound = REPLY_BOUNDS_NS
                 .get(i)
@@ -250,7 +334,10 @@ impl ReplyTimes {
         }
         HistogramSnapshot {
             buckets,
-            sum_secs: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            sum_secs: self.0.iter().fold(0u64, |t, s| {
+                t.wrapping_add(s.sum_ns.load(Ordering::Relaxed))
+            }) as f64
+                / 1e9,
             count,
         }
     }
@@ -263,7 +350,7 @@ impl Shared {
         Snapshot {
             clients: self.active.load(Ordering::SeqCst),
             names,
-            messages_received: self.counters.messages_received.load(Ordering::Relaxed),
+            messages_received: self.counters.messages_received.get(),
             uptime: self.started.elapsed(),
         }
     }
@@ -308,9 +395,9 @@ pub(super) fn stats_loop(sh: Arc<Shared>, every: Duration) {
             .max(Duration::from_secs_f64(MIN_INTERVAL_SECS));
         let secs = elapsed.as_secs_f64();
         last = now;
-        let msgs = c.messages_received.load(Ordering::Relaxed);
-        let bin = c.bytes_in.load(Ordering::Relaxed);
-        let bout = c.bytes_out.load(Ordering::Relaxed);
+        let msgs = c.messages_received.get();
+        let bin = c.bytes_in.get();
+        let bout = c.bytes_out.get();
         let err = c.errors.load(Ordering::Relaxed);
         let shed = shed_so_far(&c.errors_by_kind);
         // At shutdown, a last (shorter) interval: without it, the messages
@@ -384,6 +471,33 @@ mod tests {
         let last = s.buckets.last().copied().expect("buckets");
         assert_eq!(last, (f64::INFINITY, 1));
         assert!((s.sum_secs - 10.000015).abs() < 1e-9, "{}", s.sum_secs);
+    }
+
+    #[test]
+    fn sharded_counts_from_many_threads_add_up_exactly() {
+        let c = Arc::new(ShardedCounter::default());
+        let h = Arc::new(ReplyTimes::default());
+        let ts: Vec<_> = (0..(SHARDS + 7))
+            .map(|k| {
+                let (c, h) = (c.clone(), h.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.add(k as u64 + 1);
+                        h.observe(Duration::from_micros(7));
+                    }
+                })
+            })
+            .collect();
+        for t in ts {
+            t.join().expect("counting thread");
+        }
+        let n = (SHARDS + 7) as u64;
+        assert_eq!(c.get(), 1000 * n * (n + 1) / 2);
+        assert_eq!(c.load(Ordering::SeqCst), c.get());
+        let s = h.snapshot();
+        assert_eq!(s.count, 1000 * n);
+        assert_eq!(s.buckets[1], (1e-5, 1000 * n));
+        assert!((s.sum_secs - 7e-6 * (1000 * n) as f64).abs() < 1e-9);
     }
 
     #[test]
