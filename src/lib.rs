@@ -28,4 +28,5 @@ pub mod report;
 pub mod server;
 pub mod sys;
 pub mod tail;
+pub mod tls;
 pub mod tui;
