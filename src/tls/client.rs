@@ -7,7 +7,9 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -16,7 +18,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::server::{TlsConfigError, load_certs};
 
@@ -206,6 +208,16 @@ impl TlsClient {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(self.explain_io(e)),
         }
+    }
+
+    /// [`connect`](Self::connect) over a TCP connection, as a [`ClientStream`].
+    pub async fn open(
+        &self,
+        tcp: tokio::net::TcpStream,
+        timeout: Duration,
+    ) -> Result<ClientStream, TlsConnectError> {
+        let s = self.connect(tcp, timeout).await?;
+        Ok(ClientStream::Tls(Box::new(s)))
     }
 
     /// Explains an I/O error from a TLS stream (the handshake or later).
@@ -402,6 +414,107 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// A client connection, plain or TLS, as one tokio stream type for the chat
+/// client and the bench. The plain variant is the bare socket, and its split
+/// halves are tokio's owned halves, so plain clients pay nothing for TLS.
+/// Write with `write_all` and then `flush`: a TLS record that did not fit in
+/// the socket waits in rustls until the next write or flush.
+#[derive(Debug)]
+pub enum ClientStream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+type TlsTcp = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// The read half of a [`ClientStream`].
+#[derive(Debug)]
+pub enum ClientReader {
+    Plain(tokio::net::tcp::OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<TlsTcp>),
+}
+
+/// The write half of a [`ClientStream`].
+#[derive(Debug)]
+pub enum ClientWriter {
+    Plain(tokio::net::tcp::OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<TlsTcp>),
+}
+
+impl ClientStream {
+    /// Splits into halves that a reader and a writer can use concurrently.
+    pub fn into_split(self) -> (ClientReader, ClientWriter) {
+        match self {
+            ClientStream::Plain(s) => {
+                let (r, w) = s.into_split();
+                (ClientReader::Plain(r), ClientWriter::Plain(w))
+            }
+            ClientStream::Tls(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (ClientReader::Tls(r), ClientWriter::Tls(w))
+            }
+        }
+    }
+
+    /// Whether this connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientStream::Tls(_))
+    }
+}
+
+macro_rules! delegate_read {
+    ($t:ty) => {
+        impl AsyncRead for $t {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+                    Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
+                }
+            }
+        }
+    };
+}
+
+macro_rules! delegate_write {
+    ($t:ty) => {
+        impl AsyncWrite for $t {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                match self.get_mut() {
+                    Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+                    Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
+                }
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    Self::Plain(s) => Pin::new(s).poll_flush(cx),
+                    Self::Tls(s) => Pin::new(s).poll_flush(cx),
+                }
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+                    Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
+                }
+            }
+        }
+    };
+}
+
+delegate_read!(ClientStream);
+delegate_read!(ClientReader);
+delegate_write!(ClientStream);
+delegate_write!(ClientWriter);
 
 #[cfg(test)]
 mod tests {

@@ -534,6 +534,60 @@ impl Write for &TlsStream {
     }
 }
 
+/// A server connection's byte stream, plain or TLS, with the `&self`
+/// methods a session's reader and writer threads share. The plain variant is
+/// the bare socket, so a server without TLS pays nothing for this.
+#[derive(Debug)]
+pub enum ServerStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl ServerStream {
+    /// Reads bytes (decrypted ones, with TLS), as [`TcpStream::read`].
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ServerStream::Plain(s) => (&*s).read(buf),
+            ServerStream::Tls(s) => s.read(buf),
+        }
+    }
+
+    /// Writes all of `data`, as [`Write::write_all`] on the socket.
+    pub fn write_all(&self, data: &[u8]) -> io::Result<()> {
+        match self {
+            ServerStream::Plain(s) => (&*s).write_all(data),
+            ServerStream::Tls(s) => s.write_all(data),
+        }
+    }
+
+    /// The socket, for timeouts, options and addresses. Reading or writing
+    /// it directly would corrupt a TLS stream.
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            ServerStream::Plain(s) => s,
+            ServerStream::Tls(s) => s.socket(),
+        }
+    }
+
+    /// Shuts the socket down, waking a blocked reader and writer.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.socket().shutdown(how)
+    }
+
+    /// Whether this connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ServerStream::Tls(_))
+    }
+
+    /// The TLS side, if any (for the handshake and `close_notify`).
+    pub fn tls(&self) -> Option<&TlsStream> {
+        match self {
+            ServerStream::Plain(_) => None,
+            ServerStream::Tls(s) => Some(s),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
