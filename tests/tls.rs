@@ -191,3 +191,105 @@ fn an_encrypted_openssl_key_is_refused_in_words() {
         "{e}"
     );
 }
+
+/// Runs `cmd` with `input` on its stdin until a stdout line equals `want`
+/// (then kills it) or 10 s pass; returns all it printed.
+fn run_until_line(mut cmd: Command, input: &[u8], want: &str) -> String {
+    use std::io::{BufRead, Write};
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client program must be installed");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    // Keep stdin open: `s_client -quiet` would otherwise end at once.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line == want;
+                seen.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let mut text = seen.join("\n");
+    if !seen.iter().any(|l| l == want) {
+        text.push_str("\n[stderr] ");
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    text
+}
+
+pub fn s_client(addr: SocketAddr, ca: &Path, input: &[u8]) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-quiet",
+        "-verify_return_error",
+        "-servername",
+        "localhost",
+    ])
+    .arg("-connect")
+    .arg(addr.to_string())
+    .arg("-CAfile")
+    .arg(ca);
+    run_until_line(cmd, input, "Server received: hello")
+}
+
+pub fn python_ssl(addr: SocketAddr, ca: &Path, input: &[u8]) -> String {
+    const SCRIPT: &str = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[3])
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as s:
+    with ctx.wrap_socket(s, server_hostname="localhost") as t:
+        t.sendall(sys.stdin.buffer.readline())
+        buf = b""
+        while b"\n" not in buf:
+            d = t.recv(4096)
+            if not d:
+                break
+            buf += d
+        print(buf.decode().rstrip("\n"), flush=True)
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", SCRIPT])
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(ca);
+    run_until_line(cmd, input, "Server received: hello")
+}
+
+#[test]
+fn openssl_s_client_and_python_ssl_talk_to_the_server_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(
+        dir.path(),
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        &NOT_CA,
+    );
+    let out = s_client(serve_once(&cert, &key), &cert, b"hello\n");
+    assert!(out.lines().any(|l| l == "Server received: hello"), "{out}");
+    let out = python_ssl(serve_once(&cert, &key), &cert, b"hello\n");
+    assert!(out.lines().any(|l| l == "Server received: hello"), "{out}");
+}
