@@ -14,6 +14,7 @@ pub mod client;
 pub mod server;
 pub mod stream;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
@@ -31,6 +32,17 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
         .clone()
+}
+
+/// The warning `serve` prints before listening on a non-loopback address
+/// without TLS: whoever is on the path reads the chat and the token.
+pub fn cleartext_warning(bind: SocketAddr, tls: bool) -> Option<String> {
+    if tls || bind.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "warning: listening on {bind} without TLS (--tls-cert/--tls-key): the chat and the token cross the network in clear text"
+    ))
 }
 
 /// A rustls error from either side of a handshake, in words for a person;
@@ -53,3 +65,20 @@ pub(crate) fn describe_common(err: &rustls::Error) -> String {
 
 #[cfg(test)]
 pub(crate) mod test_support;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleartext_warning_only_off_loopback_without_tls() {
+        let lo: SocketAddr = "127.0.0.1:7878".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:7878".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:7878".parse().unwrap();
+        assert_eq!(cleartext_warning(lo, false), None);
+        assert_eq!(cleartext_warning(lo6, false), None);
+        assert_eq!(cleartext_warning(any, true), None);
+        let w = cleartext_warning(any, false).unwrap();
+        assert!(w.contains("clear text") && w.contains("0.0.0.0:7878"), "{w}");
+    }
+}
