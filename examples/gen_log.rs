@@ -16,6 +16,26 @@ use chrono::NaiveDateTime;
 
 use chatmon::eventlog::{self, EventKind};
 
+/// Clients in the log, each with its own name and port.
+const CLIENTS: u64 = 100;
+/// Port of the first client (`127.0.0.1:40000`).
+const FIRST_PORT: u64 = 40000;
+/// Log time between messages: ~20,000 messages per second.
+const MESSAGE_STEP: Duration = Duration::from_micros(50);
+/// Round trips spread over `RTT_BASE_US .. RTT_BASE_US + RTT_SPREAD_US`,
+/// stepped by a prime so that they do not repeat in a short cycle.
+const RTT_BASE_US: u64 = 150;
+const RTT_SPREAD_US: u64 = 900;
+const RTT_STEP: u64 = 7919;
+/// One error line per this many messages.
+const ERROR_EVERY: u64 = 50_000;
+/// One malformed line per this many messages.
+const BAD_LINE_EVERY: u64 = 100_000;
+/// Log time between `Stats` lines, as a chatmon server's default.
+const STATS_EVERY: Duration = Duration::from_secs(10);
+/// Output buffer: big writes for a big file.
+const WRITE_BUF: usize = 1 << 20;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(path), Some(size)) = (args.first(), args.get(1)) else {
@@ -33,13 +53,13 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut out = BufWriter::with_capacity(WRITE_BUF, file);
     let mut t = NaiveDateTime::parse_from_str("2026-01-02 03:04:05.000000", "%Y-%m-%d %H:%M:%S%.f")
         .unwrap_or_default();
-    let clients = 100u64;
+    let clients = CLIENTS;
     let mut written = 0u64;
     let mut i = 0u64;
-    let mut next_stats = t + Duration::from_secs(10);
+    let mut next_stats = t + STATS_EVERY;
     let mut line = |kind: EventKind, t: NaiveDateTime, msg: &str, written: &mut u64| {
         let l = eventlog::format_line(&kind, t, msg);
         *written += l.len() as u64;
@@ -52,18 +72,17 @@ fn main() {
         result = result.and(line(
             EventKind::Connection,
             t,
-            &format!("server: 127.0.0.1:{} connected", 40000 + c),
+            &format!("server: 127.0.0.1:{} connected", FIRST_PORT + c),
             &mut written,
         ));
     }
     while written < target && result.is_ok() {
         let c = i % clients;
         let name = format!("user{c}");
-        let peer = format!("127.0.0.1:{}", 40000 + c);
-        let rtt_us = 150 + (i * 7919) % 900;
+        let peer = format!("127.0.0.1:{}", FIRST_PORT + c);
+        let rtt_us = RTT_BASE_US + (i * RTT_STEP) % RTT_SPREAD_US;
         let text = format!("message number {i} from {name}");
-        // ~20,000 messages per second of log time.
-        t += Duration::from_micros(50);
+        t += MESSAGE_STEP;
         result = result
             .and(line(
                 EventKind::MessageSent,
@@ -92,7 +111,7 @@ fn main() {
                 ),
                 &mut written,
             ));
-        if i % 50_000 == 49_999 {
+        if i % ERROR_EVERY == ERROR_EVERY - 1 {
             result = result.and(line(
                 EventKind::Error,
                 t,
@@ -100,7 +119,7 @@ fn main() {
                 &mut written,
             ));
         }
-        if i % 100_000 == 99_999 {
+        if i % BAD_LINE_EVERY == BAD_LINE_EVERY - 1 {
             result = result.and(line(
                 EventKind::Other(String::new()),
                 t,
@@ -115,7 +134,7 @@ fn main() {
                 &format!("server: clients={clients} messages=200000 rate=20000.0/s bytes_in=9000000 bytes_out=11000000 errors=0 interval=10.0s"),
                 &mut written,
             ));
-            next_stats += Duration::from_secs(10);
+            next_stats += STATS_EVERY;
         }
         i += 1;
     }

@@ -18,6 +18,15 @@ use std::thread;
 
 use chatmon::protocol::{self, Frame, LineFramer, REPLY_PREFIX};
 
+/// Wait after a failed `accept` (out of descriptors, say) before the next.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
+/// Stack of a client thread: it holds two buffers and a framer, nothing deep.
+const CLIENT_STACK: usize = 128 * 1024;
+/// Bytes read from a client at once.
+const READ_BUF: usize = 16 * 1024;
+/// Room for the replies to one read before the buffer grows.
+const OUT_CAPACITY: usize = 1024;
+
 fn main() {
     let mut bind: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7879));
     let mut args = std::env::args().skip(1);
@@ -48,7 +57,7 @@ fn main() {
             Err(e) => {
                 // EMFILE and friends: transient, keep accepting.
                 eprintln!("reference_server: accept: {e}");
-                thread::sleep(std::time::Duration::from_millis(10));
+                thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
         };
@@ -56,7 +65,7 @@ fn main() {
         let stream = Arc::new(stream);
         let spawned = thread::Builder::new()
             .name("ref-client".into())
-            .stack_size(128 * 1024)
+            .stack_size(CLIENT_STACK)
             .spawn(move || serve(&stream));
         if let Err(e) = spawned {
             eprintln!("reference_server: cannot start a thread: {e}");
@@ -68,8 +77,8 @@ fn main() {
 fn serve(stream: &Arc<TcpStream>) {
     let mut framer = LineFramer::new(protocol::DEFAULT_MAX_LINE);
     let mut frames = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut out = Vec::with_capacity(1024);
+    let mut buf = vec![0u8; READ_BUF];
+    let mut out = Vec::with_capacity(OUT_CAPACITY);
     loop {
         let n = match (&**stream).read(&mut buf) {
             Ok(0) | Err(_) => return,

@@ -2,22 +2,41 @@
 //! with live round-trip latency, and the tools to analyse their event log.
 //!
 //! # Layout
-//! - [`protocol`]: wire format, line framing and limits (one encoder, one decoder).
+//! Each module owns one concept; `A → B` means A uses B, never the reverse.
+//!
+//! - [`protocol`]: wire format, line framing, limits, name and text rules (one
+//!   encoder, one decoder). Uses nothing else of chatmon.
 //! - [`eventlog`]: the log line format (one writer, one parser) and the
-//!   non-blocking log writer shared by server and client.
-//! - [`server`]: listener, per-client session threads, the relay hub.
-//! - [`metrics`]: the Prometheus endpoint (`serve --metrics`) and the
-//!   lock-free error and reply-time counters it exports.
+//!   non-blocking log writer shared by server and client. Uses nothing else
+//!   of chatmon.
+//! - `shutdown` (crate-private): the one stop signal every long-lived thread observes, and
+//!   the wait until they are gone. Uses nothing else of chatmon.
+//! - `accept` (crate-private): the accept loop shared by the chat listener and
+//!   the metrics endpoint, with backoff on transient errors. `→ shutdown, sys`.
+//! - [`server`]: listener, per-client session threads, the relay hub, and the
+//!   figures it keeps (`server/stats.rs`). `→ protocol, eventlog, shutdown,
+//!   accept, sys`. Knows nothing of HTTP or metrics.
+//! - [`metrics`]: the Prometheus endpoint (`serve --metrics`): reads the
+//!   server's figures through [`server::Monitor`]; its HTTP server is
+//!   `metrics/http.rs`. `→ server, shutdown, accept`.
 //! - [`client`]: the chat client's connection task: reconnects, RTT tracking.
+//!   `→ protocol, eventlog`.
+//! - [`latency`]: latency figures from HDR histograms, shared by bench and
+//!   report.
 //! - [`bench`]: the load generator behind `chatmon bench`: tokio clients,
 //!   closed or open loop, HDR latency histograms, table/JSON/CSV/SVG output.
+//!   `→ protocol, server, latency, sys`.
 //! - [`report`]: `chatmon report`: latency, throughput, connections and
 //!   errors streamed out of an event log (chatmon's or the seed's).
-//! - [`latency`]: latency figures from HDR histograms, shared by bench and report.
+//!   `→ eventlog, protocol, latency`.
 //! - [`tail`]: follows a log file like `tail -F`.
 //! - [`tui`]: the terminal UI: state, input handling, rendering.
-//! - [`sys`]: small OS helpers (descriptor limits, polling a socket).
+//!   `→ client, protocol, eventlog, tail, server` (the embedded server).
+//! - [`sys`]: small OS helpers (descriptor limits, polling a socket, stderr).
+//!
+//! `main.rs` only parses arguments and calls into these.
 
+pub(crate) mod accept;
 pub mod bench;
 pub mod client;
 pub mod eventlog;
@@ -26,6 +45,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod report;
 pub mod server;
+pub(crate) mod shutdown;
 pub mod sys;
 pub mod tail;
 pub mod tls;

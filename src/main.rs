@@ -14,6 +14,10 @@ use chatmon::server::{self, Server, ServerConfig};
 use chatmon::sys::warn;
 use chatmon::{sys, tui};
 
+/// How long `serve` lets sessions end by themselves after Ctrl-C or SIGTERM
+/// before closing them.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// Client-server communication monitor: a thread-per-client chat/echo server,
 /// a terminal chat client with live round-trip latency, and analysis tools.
 #[derive(Parser, Debug)]
@@ -47,7 +51,7 @@ struct ServeArgs {
     #[arg(long, default_value = "log.txt")]
     log: PathBuf,
     /// Connections beyond this many are refused.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CLIENTS)]
     max_clients: usize,
     /// Longest accepted message line, in bytes.
     #[arg(long, default_value_t = protocol::DEFAULT_MAX_LINE)]
@@ -179,7 +183,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     if let Some(m) = metrics {
         m.shutdown();
     }
-    server.shutdown(Duration::from_secs(2));
+    server.shutdown(STOP_GRACE);
     log.flush();
     let lost = log.unwritten();
     if lost > 0 {

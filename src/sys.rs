@@ -32,7 +32,7 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
 
 /// Waits until `sock` has bytes to read (or EOF/error), at most `timeout`
 /// (`None`: forever). Returns whether it is readable.
-pub fn wait_readable(sock: &impl AsRawFd, timeout: Option<Duration>) -> io::Result<bool> {
+pub(crate) fn wait_readable(sock: &impl AsRawFd, timeout: Option<Duration>) -> io::Result<bool> {
     let ms: libc::c_int = match timeout {
         None => -1,
         Some(d) => d.as_millis().min(i32::MAX as u128) as libc::c_int,
@@ -60,7 +60,7 @@ pub fn wait_readable(sock: &impl AsRawFd, timeout: Option<Duration>) -> io::Resu
 /// overflows in a burst of connects: the kernel then drops SYNs and clients
 /// wait a second or more to retry. Linux takes a second `listen` on a
 /// listening socket as a change of backlog.
-pub fn set_listen_backlog(listener: &impl AsRawFd, backlog: usize) -> io::Result<()> {
+pub(crate) fn set_listen_backlog(listener: &impl AsRawFd, backlog: usize) -> io::Result<()> {
     let n = backlog.min(i32::MAX as usize) as libc::c_int;
     // SAFETY: listen on a descriptor we own; no memory is passed.
     if unsafe { libc::listen(listener.as_raw_fd(), n) } == 0 {
@@ -72,7 +72,7 @@ pub fn set_listen_backlog(listener: &impl AsRawFd, backlog: usize) -> io::Result
 
 /// Turns on TCP keepalive with a probe after `idle`, so that peers that
 /// vanished without a FIN (pulled cable, crashed host) are noticed.
-pub fn set_keepalive(sock: &impl AsRawFd, idle: Duration) -> io::Result<()> {
+pub(crate) fn set_keepalive(sock: &impl AsRawFd, idle: Duration) -> io::Result<()> {
     let fd = sock.as_raw_fd();
     let set = |level, name, val: libc::c_int| -> io::Result<()> {
         // SAFETY: setsockopt reads one c_int from a valid pointer.
@@ -97,15 +97,6 @@ pub fn set_keepalive(sock: &impl AsRawFd, idle: Duration) -> io::Result<()> {
     set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, (secs / 4).max(1))?;
     set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4)?;
     Ok(())
-}
-
-/// Resident memory of this process in bytes (Linux), for reports.
-pub fn resident_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok()?)
 }
 
 /// Number of threads of this process (Linux).

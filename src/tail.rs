@@ -9,6 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Bytes in a mebibyte, for saying how much was skipped.
+const MIB: f64 = 1024.0 * 1024.0;
 /// How far back from the end the first read starts.
 const START_WINDOW: u64 = 64 * 1024;
 /// Most bytes read in one poll, so that a burst of appends cannot stall the UI.
@@ -34,12 +36,17 @@ pub struct TailUpdate {
 /// A followed file. Call [`Tailer::poll`] periodically.
 #[derive(Debug)]
 pub struct Tailer {
+    /// Opened again by name whenever the file under it changes.
     path: PathBuf,
+    /// `None` until the file exists, and again after it is removed.
     file: Option<File>,
     /// (device, inode) of the open file, to notice rotation.
     id: Option<(u64, u64)>,
+    /// Offset of the next byte to read; past the file's length means truncated.
     pos: u64,
+    /// The bytes of a line whose newline has not been written yet.
     partial: Vec<u8>,
+    /// Before the first poll: start from the last lines, not the start.
     first: bool,
     /// Lines wanted from the existing content on the first poll.
     initial_lines: usize,
@@ -111,10 +118,7 @@ impl Tailer {
             // end, as at the start, and say what was skipped.
             let to = meta.len() - START_WINDOW;
             let skipped = to - self.pos;
-            let note = format!(
-                "skipped {:.1} MB to keep up",
-                skipped as f64 / (1024.0 * 1024.0)
-            );
+            let note = format!("skipped {:.1} MB to keep up", skipped as f64 / MIB);
             // A rotation noticed in the same poll is still worth saying.
             update.reset = Some(match update.reset.take() {
                 Some(r) => format!("{r}; {note}"),

@@ -1,12 +1,13 @@
 //! The terminal chat client: terminal setup and the event loop. State lives in
-//! [`app`], drawing in [`render`]; the socket and the log tail run as
-//! background tasks that send events over channels.
+//! [`app`], drawing in [`render`], the local-server policy in [`local`]; the
+//! socket and the log tail run as background tasks that send events over
+//! channels.
 
 pub mod app;
+mod local;
 pub mod render;
 
-use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -19,11 +20,12 @@ use crossterm::execute;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::client::{self, ClientConfig, ClientEvent, Command};
+use crate::client::{self, ClientConfig, ClientEvent, Command, DisconnectKind};
 use crate::eventlog::EventLog;
-use crate::server::{Server, ServerConfig};
 use crate::tail;
 use app::{Action, App, Level, LogSource};
+use local::{LocalServer, NOTE as LOCAL_NOTE, Started};
+use render::Theme;
 
 /// Settings of `chatmon chat`.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ const TICK: Duration = Duration::from_millis(250);
 const FRAME: Duration = Duration::from_millis(33);
 /// Lines of the log shown at start.
 const TAIL_START_LINES: usize = 200;
+/// How long quitting waits for the server to see our goodbye.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs the chat TUI until the user quits.
 pub fn run(opts: ChatOptions) -> Result<()> {
@@ -54,44 +58,12 @@ pub fn run(opts: ChatOptions) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let mut local: Option<Server> = None;
-    if opts.auto_server && nothing_listens(&opts.server) {
-        local = start_local_server(&opts.server, &log).ok();
-    }
-    let result = rt.block_on(run_async(&opts, log.clone(), &mut local));
-    if let Some(s) = local {
-        s.shutdown(Duration::from_secs(1));
-    }
+    let mut local = LocalServer::new(&opts.server, &log, opts.auto_server);
+    let started = local.start_if_nothing_listens();
+    let result = rt.block_on(run_async(&opts, log.clone(), &mut local, started));
+    local.stop();
     log.flush();
     result
-}
-
-/// Whether `addr` is a loopback address where nothing accepts connections.
-fn nothing_listens(addr: &str) -> bool {
-    let Some(sa) = loopback_addr(addr) else {
-        return false;
-    };
-    matches!(
-        TcpStream::connect_timeout(&sa, Duration::from_millis(500)),
-        Err(e) if e.kind() == ErrorKind::ConnectionRefused
-    )
-}
-
-fn loopback_addr(addr: &str) -> Option<SocketAddr> {
-    let sa = addr.to_socket_addrs().ok()?.next()?;
-    sa.ip().is_loopback().then_some(sa)
-}
-
-fn start_local_server(addr: &str, log: &EventLog) -> io::Result<Server> {
-    let bind = loopback_addr(addr).ok_or_else(|| io::Error::other("not a loopback address"))?;
-    Server::start(
-        ServerConfig {
-            bind,
-            embedded: true,
-            ..ServerConfig::default()
-        },
-        log.clone(),
-    )
 }
 
 /// Restores the terminal when dropped: on quit, on error and on unwind.
@@ -104,7 +76,12 @@ impl Drop for TerminalGuard {
     }
 }
 
-async fn run_async(opts: &ChatOptions, log: EventLog, local: &mut Option<Server>) -> Result<()> {
+async fn run_async(
+    opts: &ChatOptions,
+    log: EventLog,
+    local: &mut LocalServer,
+    started: Option<Started>,
+) -> Result<()> {
     let mut config = ClientConfig::new(opts.server.clone(), opts.name.clone());
     config.token = opts.token.clone();
     // The stream makes the log panel work for remote servers; lines that
@@ -112,17 +89,27 @@ async fn run_async(opts: &ChatOptions, log: EventLog, local: &mut Option<Server>
     config.subscribe = true;
     let tail_path = opts.tail.clone().unwrap_or_else(|| opts.log.clone());
     let mut app = App::new(&opts.server, &opts.name, &tail_path.display().to_string());
-    app.reply_timeout = config.reply_timeout;
-    if local.is_some() {
-        app.local_server = Some("local server (in this process)".into());
-        app.notice(
-            Level::Info,
+    match started {
+        Some(Started::Yes) => {
+            app.set_local_server(LOCAL_NOTE);
+            app.notice(
+                Level::Info,
+                format!(
+                    "nothing was listening at {}, so this chatmon runs the server itself; more TUIs can join with `chatmon chat`",
+                    opts.server
+                ),
+            );
+        }
+        Some(Started::Failed(e)) => app.notice(
+            Level::Error,
             format!(
-                "nothing was listening at {}, so this chatmon runs the server itself; more TUIs can join with `chatmon chat`",
+                "nothing was listening at {}, and this chatmon could not start a server there: {e}",
                 opts.server
             ),
-        );
+        ),
+        None => {}
     }
+    let theme = Theme::dark();
     let (handle, mut client_rx) = client::spawn(config, log.clone());
     let (tail_tx, mut tail_rx) = mpsc::unbounded_channel();
     tail::spawn(tail_path.clone(), TAIL_START_LINES, tail_tx)
@@ -162,7 +149,7 @@ async fn run_async(opts: &ChatOptions, log: EventLog, local: &mut Option<Server>
         // (the server, other TUIs, our own socket task) needs.
         let wait = last_draw.map_or(Duration::ZERO, |t| FRAME.saturating_sub(t.elapsed()));
         if dirty && wait.is_zero() {
-            terminal.draw(|f| render::draw(f, &mut app))?;
+            terminal.draw(|f| render::draw(f, &mut app, &theme))?;
             dirty = false;
             last_draw = Some(Instant::now());
             if test_panic {
@@ -183,10 +170,10 @@ async fn run_async(opts: &ChatOptions, log: EventLog, local: &mut Option<Server>
             },
             ev = client_rx.recv() => {
                 let Some(ev) = ev else { break };
-                on_client_event(&mut app, ev, &opts.server, &log, local, opts.auto_server);
+                on_client_event(&mut app, ev, local);
                 // Take everything else that is ready before drawing once.
                 while let Ok(ev) = client_rx.try_recv() {
-                    on_client_event(&mut app, ev, &opts.server, &log, local, opts.auto_server);
+                    on_client_event(&mut app, ev, local);
                 }
                 dirty = true;
             },
@@ -208,17 +195,17 @@ async fn run_async(opts: &ChatOptions, log: EventLog, local: &mut Option<Server>
             _ = tick.tick() => {
                 dirty |= app.on_tick(Instant::now());
             },
-            _ = sigterm.recv() => app.quit = true,
-            _ = sighup.recv() => app.quit = true,
+            _ = sigterm.recv() => app.request_quit(),
+            _ = sighup.recv() => app.request_quit(),
         }
-        if app.quit {
+        if app.quitting() {
             break;
         }
     }
     // Say goodbye properly (the server logs a clean disconnection), but never
     // hang on a dead connection.
     handle.command(Command::Quit);
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let _ = tokio::time::timeout(GOODBYE_WAIT, async {
         while let Some(ev) = client_rx.recv().await {
             if ev == ClientEvent::Closed {
                 break;
@@ -237,34 +224,27 @@ fn perform(app: &mut App, handle: &client::ClientHandle, action: Action) {
         }
         Action::Nick(n) => handle.command(Command::Nick(n)),
         Action::Subscribe(on) => handle.command(Command::Subscribe(on)),
-        Action::Quit => app.quit = true,
+        Action::Quit => app.request_quit(),
     }
 }
 
-fn on_client_event(
-    app: &mut App,
-    ev: ClientEvent,
-    server: &str,
-    log: &EventLog,
-    local: &mut Option<Server>,
-    auto_server: bool,
-) {
-    // The server we used went away because the TUI that ran it quit: if we
-    // may, take over on the same loopback address. Not when a `chatmon
-    // serve` went away: its address stays free for its restart.
-    if let ClientEvent::Disconnected { reason, .. } = &ev
-        && auto_server
-        && app.server_embedded
-        && local.is_none()
-        && reason.contains("refused")
-        && let Ok(s) = start_local_server(server, log)
-    {
-        *local = Some(s);
-        app.local_server = Some("local server (in this process)".into());
-        app.notice(
-            Level::Info,
-            "the server went away; this chatmon now runs one itself",
-        );
+fn on_client_event(app: &mut App, ev: ClientEvent, local: &mut LocalServer) {
+    if let ClientEvent::Disconnected { kind, .. } = &ev {
+        let refused = *kind == DisconnectKind::ConnectRefused;
+        match local.take_over(refused, app.status().server_embedded()) {
+            Some(Started::Yes) => {
+                app.set_local_server(LOCAL_NOTE);
+                app.notice(
+                    Level::Info,
+                    "the server went away; this chatmon now runs one itself",
+                );
+            }
+            Some(Started::Failed(e)) => app.notice(
+                Level::Error,
+                format!("the server went away, and this chatmon could not start one: {e}"),
+            ),
+            None => {}
+        }
     }
     app.on_client(ev, Instant::now());
 }
@@ -273,20 +253,20 @@ fn on_tail(app: &mut App, up: Result<tail::TailUpdate, String>) {
     match up {
         Ok(u) => {
             if let Some(r) = u.reset {
-                app.log_note = Some(r);
+                app.set_log_note(r);
             }
             for l in u.lines {
                 app.push_log(LogSource::File, l);
             }
         }
-        Err(e) => app.log_note = Some(e),
+        Err(e) => app.set_log_note(e),
     }
 }
 
 /// The follower thread is gone (it only ends on a panic): the panel stops
 /// growing from the file, and says so rather than look idle.
 fn on_tail_closed(app: &mut App, path: &std::path::Path) {
-    app.log_note = Some(format!(
+    app.set_log_note(format!(
         "stopped following {}: the log follower ended",
         path.display()
     ));

@@ -1,0 +1,136 @@
+//! One connection as its reader, its writer and the hub share it: the socket,
+//! whole-line writes that never interleave, and why the server closed it
+//! ([`DisconnectReason`], the words in the `Disconnection` log line and in
+//! the room's `leave` notice).
+
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Why a session ended. Its `Display` is the text users see in the log and in
+/// `leave` notices, so it must not change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DisconnectReason {
+    #[error("server stopping")]
+    ServerStopping,
+    /// The peer closed (or the session ended without another reason).
+    #[error("closed by peer")]
+    ClosedByPeer,
+    #[error("no thread for it")]
+    NoThread,
+    #[error("authentication failed")]
+    AuthFailed,
+    #[error("malformed hello")]
+    MalformedHello,
+    #[error("unsupported protocol version")]
+    UnsupportedVersion,
+    #[error("invalid name")]
+    InvalidName,
+    /// Silent for longer than the idle timeout.
+    #[error("idle for {}", humantime::format_duration(*.0))]
+    Idle(Duration),
+    /// Its outbox of this many lines filled up.
+    #[error("too slow: {0} lines waiting to be sent")]
+    TooSlow(usize),
+    #[error("not reading: a write made no progress before the timeout")]
+    NotReading,
+    #[error("connection reset by peer")]
+    Reset,
+    #[error("write failed: {0}")]
+    WriteFailed(String),
+    #[error("read failed: {0}")]
+    ReadFailed(String),
+    #[error("cannot set a read timeout: {0}")]
+    ReadTimeout(String),
+}
+
+impl DisconnectReason {
+    /// The reason for a failed write.
+    pub(crate) fn write_failure(e: &io::Error) -> DisconnectReason {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => DisconnectReason::NotReading,
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => DisconnectReason::Reset,
+            _ => DisconnectReason::WriteFailed(e.to_string()),
+        }
+    }
+
+    /// The reason for a failed read.
+    pub(crate) fn read_failure(e: &io::Error) -> DisconnectReason {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset => DisconnectReason::Reset,
+            _ => DisconnectReason::ReadFailed(e.to_string()),
+        }
+    }
+}
+
+/// One connection, shared by its reader thread, its writer thread and the hub.
+pub(crate) struct Conn {
+    pub(crate) id: u64,
+    pub(crate) peer: SocketAddr,
+    pub(crate) stream: TcpStream,
+    /// Serialises whole-line writes from the reader (replies) and the writer
+    /// (relays) so that lines never interleave on the socket.
+    pub(crate) write_lock: Mutex<()>,
+    /// Why the server closed this connection, if it did.
+    close_reason: Mutex<Option<DisconnectReason>>,
+}
+
+impl Conn {
+    pub(crate) fn new(id: u64, peer: SocketAddr, stream: TcpStream) -> Conn {
+        Conn {
+            id,
+            peer,
+            stream,
+            write_lock: Mutex::new(()),
+            close_reason: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn write_line(&self, line: &[u8]) -> io::Result<()> {
+        let _g = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        (&self.stream).write_all(line)
+    }
+
+    /// Closes the socket (waking its reader) and records why, first reason wins.
+    pub(crate) fn close(&self, reason: DisconnectReason) {
+        {
+            let mut r = self.close_reason.lock().unwrap_or_else(|p| p.into_inner());
+            if r.is_none() {
+                *r = Some(reason);
+            }
+        }
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    pub(crate) fn reason(&self) -> Option<DisconnectReason> {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_read_as_before() {
+        assert_eq!(
+            DisconnectReason::Idle(Duration::from_secs(90)).to_string(),
+            "idle for 1m 30s"
+        );
+        assert_eq!(
+            DisconnectReason::TooSlow(4096).to_string(),
+            "too slow: 4096 lines waiting to be sent"
+        );
+        let e = io::Error::new(io::ErrorKind::TimedOut, "x");
+        assert_eq!(
+            DisconnectReason::write_failure(&e).to_string(),
+            "not reading: a write made no progress before the timeout"
+        );
+        let e = io::Error::new(io::ErrorKind::BrokenPipe, "x");
+        assert_eq!(DisconnectReason::write_failure(&e), DisconnectReason::Reset);
+    }
+}

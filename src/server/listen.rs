@@ -1,0 +1,165 @@
+//! The accept thread's side of the server: admitting a connection (or
+//! refusing it when the server is full), starting its session thread, and
+//! the guard that cleans up however that thread ends.
+
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::Duration;
+
+use crate::accept::{self, Accept};
+use crate::eventlog::{EventKind, LogMessage};
+use crate::protocol::{self, ServerMsg};
+use crate::shutdown::Tracked;
+use crate::sys;
+
+use super::Shared;
+use super::conn::{Conn, DisconnectReason};
+use super::session::Session;
+use super::stats::ErrorKind;
+
+/// Stack for a client's reader thread: it parses JSON and formats lines, with
+/// buffers on the heap, so 128 KiB is plenty and lets thousands of clients fit.
+const READER_STACK: usize = 128 * 1024;
+/// Longest keepalive idle time: peers that vanished are noticed within it
+/// even with a long idle timeout.
+const MAX_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+
+/// The chat listener's handler for [`accept::run`].
+struct ChatListener(Arc<Shared>);
+
+impl Accept for ChatListener {
+    fn accepted(&mut self, stream: TcpStream, peer: SocketAddr) {
+        admit(&self.0, stream, peer);
+    }
+
+    fn failed(&mut self, e: &io::Error, first: bool) {
+        // EMFILE, ENFILE, ECONNABORTED...: transient. Log once per burst.
+        if first {
+            self.0.error_as(
+                ErrorKind::Accept,
+                "accept",
+                &format!("cannot accept connections: {e}; retrying"),
+            );
+        }
+    }
+}
+
+/// The `chatmon-accept` thread.
+pub(super) fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
+    let shutdown = sh.shutdown.clone();
+    accept::run(&listener, &shutdown, &mut ChatListener(sh));
+}
+
+fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    if sh.active.load(Ordering::SeqCst) >= sh.config.max_clients {
+        sh.counters.refused.fetch_add(1, Ordering::Relaxed);
+        // Non-blocking: the accept loop must never wait on a refused peer.
+        let _ = stream.set_nonblocking(true);
+        let msg = format!(
+            "Error: server is full ({} clients), try again later\n",
+            sh.config.max_clients
+        );
+        let _ = (&stream).write(msg.as_bytes());
+        let _ = stream.shutdown(Shutdown::Both);
+        sh.error_as(
+            ErrorKind::Refused,
+            &peer.to_string(),
+            &format!(
+                "refused: server is full ({} clients)",
+                sh.config.max_clients
+            ),
+        );
+        return;
+    }
+    let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_write_timeout(Some(sh.config.write_timeout));
+    if let Some(idle) = sh.config.idle_timeout {
+        let _ = sys::set_keepalive(&stream, idle.min(MAX_KEEPALIVE_IDLE));
+    }
+    let conn = Arc::new(Conn::new(id, peer, stream));
+    sh.active.fetch_add(1, Ordering::SeqCst);
+    sh.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    sh.lock_conns().insert(id, conn.clone());
+    sh.log.record(
+        EventKind::Connection,
+        &LogMessage::ServerConnected {
+            peer: &peer.to_string(),
+        },
+    );
+    let s = sh.clone();
+    let c = conn.clone();
+    // Counted from now, so that a stop cannot miss a session being started.
+    let tracked = sh.shutdown.track();
+    let spawned = thread::Builder::new()
+        .name(format!("client-{id}"))
+        .stack_size(READER_STACK)
+        .spawn(move || {
+            let _guard = SessionGuard {
+                sh: s.clone(),
+                conn: c.clone(),
+                _tracked: tracked,
+            };
+            Session::new(s, c).run();
+        });
+    if let Err(e) = spawned {
+        let _ = conn.write_line(b"Error: server cannot take more clients right now\n");
+        conn.close(DisconnectReason::NoThread);
+        sh.lock_conns().remove(&id);
+        sh.active.fetch_sub(1, Ordering::SeqCst);
+        sh.error_as(
+            ErrorKind::Thread,
+            &peer.to_string(),
+            &format!("cannot start a thread: {e}"),
+        );
+    }
+}
+
+/// Ends a session whatever way its thread ends (even by panic): leaves the
+/// room, closes the socket, logs the disconnection, frees the slot.
+struct SessionGuard {
+    sh: Arc<Shared>,
+    conn: Arc<Conn>,
+    /// Dropped last, after the body of `drop`: the server's stop waits for it.
+    _tracked: Tracked,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let sh = &self.sh;
+        let id = self.conn.id;
+        let member = sh.hub.leave(id);
+        let reason = self.conn.reason().unwrap_or(DisconnectReason::ClosedByPeer);
+        let who = match &member {
+            Some(m) => format!("{}@{}", m.name, self.conn.peer),
+            None => self.conn.peer.to_string(),
+        };
+        if let Some(m) = &member {
+            let _ = m.outbox.close_with(None);
+        }
+        let _ = self.conn.stream.shutdown(Shutdown::Both);
+        sh.log.record(
+            EventKind::Disconnection,
+            &LogMessage::ServerDisconnected {
+                who: &who,
+                reason: &reason.to_string(),
+            },
+        );
+        if let Some(m) = member
+            && m.announced
+            && !sh.shutdown.is_triggered()
+        {
+            let users = sh.hub.members_len();
+            let line = protocol::encode(&ServerMsg::Leave {
+                name: m.name,
+                users,
+                reason: reason.to_string(),
+            });
+            sh.relay(line.into(), Some(id));
+        }
+        sh.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}

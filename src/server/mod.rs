@@ -1,0 +1,403 @@
+//! The chat/echo server: its settings, its start and its one stop. Each
+//! sub-concept has its own file:
+//!
+//! - [`listen`](self::listen): the accept thread's side: admitting (or
+//!   refusing) a connection, spawning its session, and the guard that ends it.
+//! - `conn`: one connection's socket, whole-line writes, and why it closed.
+//! - `session/`: one client's reader thread: `mod` reads and frames, `auth`
+//!   checks the token, `plain` answers the seed's protocol, `chat` speaks the
+//!   JSON chat protocol (hello, messages, nick, subscribe).
+//! - `hub`: the room: members, subscribers, and where a chat line is relayed.
+//! - `outbox`: a chat client's bounded outbound queue and its writer thread.
+//! - `stats`: the figures the server keeps (counters, error kinds, reply
+//!   times), the `Stats` thread, and [`Monitor`], the read-only view that
+//!   monitoring uses. The server knows nothing of HTTP or Prometheus.
+//!
+//! # Threads
+//! - `chatmon-accept`: accepts, enforces `max_clients`, spawns sessions.
+//! - `client-N`: reads client N's lines, writes its replies directly (so a
+//!   reply costs no thread hop), and hands relays to other clients' outboxes.
+//! - `client-N-out`: drains chat client N's bounded outbox to its socket. A
+//!   client that cannot keep up fills its outbox and is disconnected; the
+//!   relaying thread never blocks on anyone else's socket.
+//! - `chatmon-stats`: periodic `Stats` events.
+//!
+//! Every one of them observes one [`Shutdown`]; session and writer threads
+//! hold a guard of it, so that [`Server::shutdown`] waits until they are gone.
+//! Each client costs one descriptor: the reader and writer share one
+//! `Arc<TcpStream>` (`&TcpStream` is both `Read` and `Write`).
+
+mod conn;
+mod hub;
+mod listen;
+mod outbox;
+mod session;
+mod stats;
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::eventlog::{self, EventKind, EventLog, LogMessage};
+use crate::protocol::{self, SHUTDOWN_NOTICE, ServerMsg};
+use crate::shutdown::Shutdown;
+use crate::sys;
+
+use self::conn::{Conn, DisconnectReason};
+use self::hub::Hub;
+use self::outbox::Outbox;
+
+pub use self::stats::{
+    Counters, ErrorCounts, ErrorKind, HistogramSnapshot, Monitor, ReplyTimes, Snapshot,
+};
+/// Appended to the welcome's `server` field by an embedded server. Lives in
+/// [`protocol`] now, with the welcome's `embedded` flag; kept here for the
+/// callers that read it from the server.
+pub use crate::protocol::EMBEDDED_MARK;
+
+/// How long a plain session's goodbye line may take to write at shutdown, so
+/// that one stuck peer cannot hold up the others'.
+const GOODBYE_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
+/// After the grace period, how long to wait for the sessions closed by force.
+const FORCED_CLOSE_WAIT: Duration = Duration::from_millis(500);
+/// The grace period of a server dropped without [`Server::shutdown`].
+const DROP_GRACE: Duration = Duration::from_millis(500);
+/// Smallest listen backlog asked for (std's own default).
+const MIN_BACKLOG: usize = 128;
+/// The goodbye of a plain session (a chat session gets a `shutdown` message).
+const PLAIN_GOODBYE: &[u8] = b"Server is stopping. Goodbye.\n";
+
+/// Server settings. [`ServerConfig::default`] gives the documented defaults.
+/// Its `Debug` output hides the token.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Connections beyond this many are refused with one line.
+    pub max_clients: usize,
+    /// Longest accepted line in bytes; longer ones are discarded with an error.
+    pub max_line: usize,
+    /// A client that sends nothing for this long is closed (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Shared secret every session must present first.
+    pub token: Option<String>,
+    /// Lines a chat client's outbox holds before the client counts as too slow.
+    pub outbox_len: usize,
+    /// Event lines a subscriber's outbox holds before the oldest are dropped.
+    pub event_backlog: usize,
+    /// A write that makes no progress for this long ends the session.
+    pub write_timeout: Duration,
+    /// How long a partial line (no newline) may sit before it counts as a whole
+    /// message, as the seed's `recv(1024)` clients expect.
+    pub partial_line_delay: Duration,
+    /// Period of `Stats` events (`None`: off).
+    pub stats_interval: Option<Duration>,
+    /// Set when a chat TUI runs this server in its own process. The welcome
+    /// says so ([`EMBEDDED_MARK`]), so that when it goes away other TUIs may
+    /// take over its address, while a stopped `chatmon serve` keeps its
+    /// address free for its restart.
+    pub embedded: bool,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("bind", &self.bind)
+            .field("max_clients", &self.max_clients)
+            .field("max_line", &self.max_line)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("outbox_len", &self.outbox_len)
+            .field("event_backlog", &self.event_backlog)
+            .field("write_timeout", &self.write_timeout)
+            .field("partial_line_delay", &self.partial_line_delay)
+            .field("stats_interval", &self.stats_interval)
+            .field("embedded", &self.embedded)
+            .finish()
+    }
+}
+
+/// Default connection limit (`serve --max-clients`).
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+/// Default idle timeout (`serve --idle-timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default chat lines an outbox holds.
+pub const DEFAULT_OUTBOX_LEN: usize = 4096;
+/// Default event lines a subscriber's outbox holds.
+pub const DEFAULT_EVENT_BACKLOG: usize = 1024;
+/// Default write timeout.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default pause after which a partial line counts as a message.
+pub const DEFAULT_PARTIAL_LINE_DELAY: Duration = Duration::from_millis(20);
+/// Default period of `Stats` events (`serve --stats-interval`).
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_line: protocol::DEFAULT_MAX_LINE,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            token: None,
+            outbox_len: DEFAULT_OUTBOX_LEN,
+            event_backlog: DEFAULT_EVENT_BACKLOG,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            partial_line_delay: DEFAULT_PARTIAL_LINE_DELAY,
+            stats_interval: Some(DEFAULT_STATS_INTERVAL),
+            embedded: false,
+        }
+    }
+}
+
+/// What every thread of one server shares.
+struct Shared {
+    config: ServerConfig,
+    /// The log, tapped so that every line also goes to subscribers.
+    log: EventLog,
+    hub: Hub,
+    counters: Counters,
+    /// Messages per second of the last stats interval (f64 bits), for the
+    /// figures a new subscriber gets at once.
+    last_rate_bits: AtomicU64,
+    /// The stop signal; session and writer threads hold a guard of it.
+    shutdown: Shutdown,
+    /// Connections being served, for `max_clients` and the figures.
+    active: AtomicUsize,
+    /// Id of the next connection (ids are never reused).
+    next_id: AtomicU64,
+    started: Instant,
+    local_addr: SocketAddr,
+}
+
+/// A running server. Dropping it stops it with a short grace period; call
+/// [`Server::shutdown`] to choose the grace period.
+pub struct Server {
+    shared: Arc<Shared>,
+    accept: Option<thread::JoinHandle<()>>,
+    stats: Option<thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds and starts serving in background threads.
+    pub fn start(config: ServerConfig, log: EventLog) -> io::Result<Server> {
+        if config.token.as_deref() == Some("") {
+            // An empty token would match every client that sends none: it
+            // would look like protection and be none.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the token is empty: give a non-empty --token (or CHATMON_TOKEN), or none",
+            ));
+        }
+        let listener = TcpListener::bind(config.bind).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.bind))
+        })?;
+        let local_addr = listener.local_addr()?;
+        // Room in the accept queue for a burst as large as the client limit;
+        // if this fails, std's 128 still works, only bursts are slower.
+        let _ = sys::set_listen_backlog(&listener, config.max_clients.max(MIN_BACKLOG));
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
+            let w = weak.clone();
+            let tap: eventlog::Tap = Arc::new(move |line: &str| {
+                if let Some(s) = w.upgrade() {
+                    s.hub.broadcast_event(line, &s.counters);
+                }
+            });
+            Shared {
+                log: log.with_tap(tap),
+                config,
+                hub: Hub::default(),
+                counters: Counters::default(),
+                last_rate_bits: AtomicU64::new(0),
+                shutdown: Shutdown::new(),
+                active: AtomicUsize::new(0),
+                next_id: AtomicU64::new(1),
+                started: Instant::now(),
+                local_addr,
+            }
+        });
+        let token_required = shared.config.token.is_some();
+        shared.log.record(
+            EventKind::ServerStart,
+            &LogMessage::ServerStart {
+                addr: &local_addr.to_string(),
+                max_clients: shared.config.max_clients,
+                max_line: shared.config.max_line,
+                token_required,
+            },
+        );
+        let s = shared.clone();
+        let accept = thread::Builder::new()
+            .name("chatmon-accept".into())
+            .spawn(move || listen::accept_loop(s, listener))?;
+        let stats = match shared.config.stats_interval {
+            Some(every) if !every.is_zero() => {
+                let s = shared.clone();
+                let spawned = thread::Builder::new()
+                    .name("chatmon-stats".into())
+                    .spawn(move || stats::stats_loop(s, every));
+                match spawned {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        // Without this, the accept thread would run on
+                        // after the error is returned.
+                        shared.shutdown.trigger();
+                        let _ = accept.join();
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        Ok(Server {
+            shared,
+            accept: Some(accept),
+            stats,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// Connections being served right now.
+    pub fn active_clients(&self) -> usize {
+        self.shared.active.load(Ordering::SeqCst)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.shared.snapshot()
+    }
+
+    /// A handle on this server's figures that monitoring can keep (the
+    /// metrics endpoint runs on its own threads).
+    pub fn monitor(&self) -> Monitor {
+        Monitor(self.shared.clone())
+    }
+
+    /// Stops accepting, tells every client the server is stopping, waits up
+    /// to `grace` for sessions to end, closes the rest, logs `Server Stop`
+    /// and flushes the log.
+    pub fn shutdown(mut self, grace: Duration) {
+        self.stop(grace);
+    }
+
+    fn stop(&mut self, grace: Duration) {
+        let sh = &self.shared;
+        if !sh.shutdown.trigger() {
+            return;
+        }
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+        let conns: Vec<Arc<Conn>> = sh.lock_conns().values().cloned().collect();
+        let members: HashMap<u64, Arc<Outbox>> = sh.hub.member_outboxes();
+        for c in &conns {
+            if let Some(ob) = members.get(&c.id) {
+                let line = protocol::encode(&ServerMsg::Shutdown {
+                    message: SHUTDOWN_NOTICE.into(),
+                });
+                let _ = ob.close_with(Some(line.into()));
+            } else {
+                // Plain sessions: a short timeout, so one stuck peer cannot
+                // hold up the others' goodbye; and no goodbye at all if its
+                // thread is already blocked writing to a peer that stopped
+                // reading (the close below wakes that write at once).
+                let _ = c.stream.set_write_timeout(Some(GOODBYE_WRITE_TIMEOUT));
+                if let Ok(_g) = c.write_lock.try_lock() {
+                    let _ = (&c.stream).write_all(PLAIN_GOODBYE);
+                }
+                c.close(DisconnectReason::ServerStopping);
+            }
+        }
+        // Chat sessions end once their writer has sent the notice.
+        sh.shutdown.wait_idle(grace);
+        for c in sh.lock_conns().values() {
+            c.close(DisconnectReason::ServerStopping);
+        }
+        sh.shutdown.wait_idle(FORCED_CLOSE_WAIT);
+        if let Some(s) = self.stats.take() {
+            let _ = s.join();
+        }
+        let c = &sh.counters;
+        sh.log.record(
+            EventKind::ServerStop,
+            &LogMessage::ServerStop {
+                uptime: sh.started.elapsed(),
+                connections: c.accepted.load(Ordering::Relaxed),
+                received: c.messages_received.load(Ordering::Relaxed),
+                replies: c.replies_sent.load(Ordering::Relaxed),
+            },
+        );
+        sh.log.flush();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A server dropped without shutdown (a test that panicked, a TUI that
+        // quit) still closes its sockets and says goodbye.
+        self.stop(DROP_GRACE);
+    }
+}
+
+impl Shared {
+    fn lock_conns(&self) -> MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        self.hub.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts an error (in total and by kind, for the metrics) and logs it.
+    fn error_as(&self, kind: ErrorKind, who: &str, what: &str) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.counters.errors_by_kind.inc(kind);
+        self.log
+            .record(EventKind::Error, &LogMessage::ServerError { who, what });
+    }
+}
+
+/// The warning to print before listening on `bind`, if any: a non-loopback
+/// address without a token lets anyone who can reach it in.
+pub fn exposure_warning(bind: SocketAddr, token: Option<&str>) -> Option<String> {
+    if bind.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
+        return None;
+    }
+    Some(format!(
+        "warning: listening on {bind} without --token: anyone who can reach it can connect"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let c = ServerConfig {
+            token: Some("s3cret".into()),
+            ..ServerConfig::default()
+        };
+        let d = format!("{c:?}");
+        assert!(!d.contains("s3cret") && d.contains("<hidden>"), "{d}");
+    }
+
+    #[test]
+    fn exposure_warning_only_for_open_non_loopback() {
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert_eq!(exposure_warning(addr("127.0.0.1:7878"), None), None);
+        assert_eq!(exposure_warning(addr("[::1]:7878"), None), None);
+        assert_eq!(exposure_warning(addr("0.0.0.0:7878"), Some("s3cret")), None);
+        for open in ["0.0.0.0:7878", "[::]:7878", "192.0.2.1:7878"] {
+            let w = exposure_warning(addr(open), None).expect("warns");
+            assert!(w.contains(open) && w.contains("without --token"), "{w}");
+        }
+        assert!(exposure_warning(addr("0.0.0.0:7878"), Some("")).is_some());
+    }
+}

@@ -1,0 +1,284 @@
+//! One client's reader thread (`client-N`): reads and frames its bytes,
+//! applies the idle timeout and the line limit, and hands each line to the
+//! part of the protocol it belongs to: `auth` (the token), `plain` (the
+//! seed's echo protocol) or `chat` (the JSON chat protocol). Replies are
+//! written from here; relays to others go through the hub.
+
+mod auth;
+mod chat;
+mod plain;
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::protocol::{self, Frame, LineFramer, ServerMsg};
+
+use super::Shared;
+use super::conn::{Conn, DisconnectReason};
+use super::stats::ErrorKind;
+
+/// Read buffer per client.
+const READ_BUF: usize = 16 * 1024;
+/// Shortest read timeout set: zero would mean "no timeout" to the kernel.
+const MIN_READ_TIMEOUT: Duration = Duration::from_millis(1);
+/// A line being discarded this many times over the limit is warned about
+/// while it still arrives, rather than at a newline that may never come.
+const LONG_LINE_WARN_FACTOR: usize = 8;
+
+/// Which protocol a session speaks, decided by its first line.
+pub(super) enum Mode {
+    /// Nothing read yet (or token accepted, nothing else yet).
+    New,
+    /// The seed's protocol: every line is echoed.
+    Plain,
+    /// The JSON chat protocol, as a room member under `name`.
+    Chat { name: String },
+}
+
+/// The state of one client's session, owned by its reader thread.
+pub(super) struct Session {
+    sh: Arc<Shared>,
+    conn: Arc<Conn>,
+    mode: Mode,
+    /// The token was given (or none is required).
+    authed: bool,
+    /// `name@addr` or `addr`, for log lines.
+    who: String,
+    /// When the frame being handled was taken up: the start of the server's
+    /// read-to-reply time.
+    handling_since: Instant,
+    /// The client was told its current line is too long while it was still
+    /// arriving; its end needs no second error.
+    warned_long: bool,
+    /// Reused buffer for plain replies: no allocation per reply.
+    reply_buf: String,
+}
+
+impl Session {
+    pub(in crate::server) fn new(sh: Arc<Shared>, conn: Arc<Conn>) -> Session {
+        let authed = sh.config.token.is_none();
+        let who = conn.peer.to_string();
+        Session {
+            sh,
+            conn,
+            mode: Mode::New,
+            authed,
+            who,
+            warned_long: false,
+            handling_since: Instant::now(),
+            reply_buf: String::new(),
+        }
+    }
+
+    pub(in crate::server) fn run(mut self) {
+        let mut framer = LineFramer::new(self.sh.config.max_line);
+        let mut buf = vec![0u8; READ_BUF];
+        let mut frames = Vec::new();
+        let mut last_input = Instant::now();
+        // The socket's receive timeout as last set. Blocking reads with
+        // SO_RCVTIMEO instead of poll-then-read save a syscall per message;
+        // the timeout changes only when the session's state does.
+        let mut armed: Option<Duration> = None;
+        // Set after an idle timeout fired early (input came meanwhile): the
+        // timeout then holds the rest of the idle time, not all of it.
+        let mut armed_rest = false;
+        loop {
+            // The seed's no-newline messages exist only in plain mode; a chat
+            // line split across TCP segments must wait for its newline.
+            let waiting_partial =
+                framer.pending() > 0 && !framer.is_discarding() && self.flushes_partial(&framer);
+            // An overlong line whose bytes stopped coming: warn about it.
+            let long_pause = framer.is_discarding() && !self.warned_long;
+            let want = if waiting_partial || long_pause {
+                Some(self.sh.config.partial_line_delay)
+            } else if armed_rest {
+                armed
+            } else {
+                self.sh.config.idle_timeout
+            };
+            if want != armed {
+                let t = want.map(|d| d.max(MIN_READ_TIMEOUT));
+                if let Err(e) = self.conn.stream.set_read_timeout(t) {
+                    self.conn
+                        .close(DisconnectReason::ReadTimeout(e.to_string()));
+                    return;
+                }
+                armed = want;
+            }
+            let n = match (&self.conn.stream).read(&mut buf) {
+                Ok(0) => {
+                    // EOF. A half-closed peer may still wait for the reply to
+                    // its last unterminated message (`send` then `shutdown(WR)`).
+                    if let Some(f) = framer.flush() {
+                        self.handle(f);
+                    }
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if waiting_partial {
+                        if let Some(f) = framer.flush()
+                            && !self.handle(f)
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    if long_pause && !self.warn_long(&framer) {
+                        return;
+                    }
+                    if let Some(idle) = self.sh.config.idle_timeout {
+                        let quiet = last_input.elapsed();
+                        if quiet >= idle {
+                            let reason = DisconnectReason::Idle(idle);
+                            self.send_error(&format!("{reason}, closing"));
+                            self.conn.close(reason);
+                            return;
+                        }
+                        armed_rest = true;
+                        let rest = Some(idle - quiet);
+                        let t = rest.map(|d| d.max(MIN_READ_TIMEOUT));
+                        if self.conn.stream.set_read_timeout(t).is_ok() {
+                            armed = rest;
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    self.conn.close(DisconnectReason::read_failure(&e));
+                    return;
+                }
+            };
+            armed_rest = false;
+            last_input = Instant::now();
+            self.sh
+                .counters
+                .bytes_in
+                .fetch_add(n as u64, Ordering::Relaxed);
+            framer.push(&buf[..n], &mut frames);
+            for f in frames.drain(..) {
+                if !self.handle(f) {
+                    return;
+                }
+            }
+            // A line that outgrew the limit gets its error while it is still
+            // coming (when it pauses, or once it is far too long), not at a
+            // newline that may never come.
+            if framer.is_discarding()
+                && !self.warned_long
+                && framer.pending() / LONG_LINE_WARN_FACTOR >= self.sh.config.max_line
+                && !self.warn_long(&framer)
+            {
+                return;
+            }
+        }
+    }
+
+    /// Whether an unterminated line counts as a message after a pause: in
+    /// plain sessions, and before the first line unless it starts like a
+    /// hello (a chat client's hello split across segments must not become a
+    /// plain message).
+    fn flushes_partial(&self, framer: &LineFramer) -> bool {
+        match self.mode {
+            Mode::Plain => true,
+            Mode::Chat { .. } => false,
+            Mode::New => !framer.pending_bytes().trim_ascii_start().starts_with(b"{"),
+        }
+    }
+
+    /// Tells the client its current line is over the limit and being
+    /// discarded; `false` ends the session.
+    fn warn_long(&mut self, framer: &LineFramer) -> bool {
+        self.warned_long = true;
+        let msg = format!(
+            "line of {} bytes so far is longer than the limit of {} bytes; discarding it up to its newline",
+            framer.pending(),
+            self.sh.config.max_line
+        );
+        self.sh.error_as(ErrorKind::LineTooLong, &self.who, &msg);
+        self.send_error(&msg)
+    }
+
+    /// Handles one frame; `false` ends the session.
+    fn handle(&mut self, frame: Frame) -> bool {
+        self.handling_since = Instant::now();
+        let line = match frame {
+            Frame::TooLong { .. } if self.warned_long => {
+                // Already told while it was arriving.
+                self.warned_long = false;
+                return true;
+            }
+            Frame::TooLong { len } => {
+                let msg = format!(
+                    "line of {len} bytes is longer than the limit of {} bytes; discarded",
+                    self.sh.config.max_line
+                );
+                self.sh.error_as(ErrorKind::LineTooLong, &self.who, &msg);
+                return self.send_error(&msg);
+            }
+            Frame::Line(l) => l,
+        };
+        if !self.authed {
+            return self.authenticate(&line);
+        }
+        match self.mode {
+            Mode::New => {
+                if protocol::looks_like_hello(&line) {
+                    return self.hello(&line);
+                }
+                if protocol::is_chat_before_hello(&line) {
+                    // A chat client that skipped its hello: say so in its
+                    // words and let it try again, rather than echo its JSON.
+                    let msg = "send a hello first: {\"type\":\"hello\",\"v\":1,\"name\":\"...\"}";
+                    self.sh
+                        .error_as(ErrorKind::Malformed, &self.who, "chat message before hello");
+                    return self.write_msg(&ServerMsg::Error {
+                        message: msg.into(),
+                    });
+                }
+                self.mode = Mode::Plain;
+                self.plain(&line)
+            }
+            Mode::Plain => self.plain(&line),
+            Mode::Chat { .. } => self.chat(&line),
+        }
+    }
+
+    fn write_plain(&self, bytes: &[u8]) -> bool {
+        match self.conn.write_line(bytes) {
+            Ok(()) => {
+                self.sh
+                    .counters
+                    .bytes_out
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                self.conn.close(DisconnectReason::write_failure(&e));
+                false
+            }
+        }
+    }
+
+    fn write_msg(&self, msg: &ServerMsg) -> bool {
+        self.write_plain(protocol::encode(msg).as_bytes())
+    }
+
+    /// Tells the client something went wrong, in its mode's words.
+    fn send_error(&self, message: &str) -> bool {
+        match self.mode {
+            Mode::Chat { .. } => self.write_msg(&ServerMsg::Error {
+                message: message.to_string(),
+            }),
+            _ => self.write_plain(format!("Error: {message}\n").as_bytes()),
+        }
+    }
+}

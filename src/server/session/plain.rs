@@ -1,0 +1,71 @@
+//! The plain (seed) protocol: each line `T` is answered with
+//! `Server received: T`, and relayed to the chat room as a chat line.
+
+use std::sync::atomic::Ordering;
+
+use crate::eventlog::{self, EventKind, LogMessage};
+use crate::protocol::{self, ServerMsg};
+
+use super::super::stats::ErrorKind;
+use super::Session;
+
+impl Session {
+    pub(super) fn plain(&mut self, line: &[u8]) -> bool {
+        let text = match protocol::as_utf8(line) {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = format!("{e}; discarded");
+                self.sh.error_as(ErrorKind::InvalidUtf8, &self.who, &msg);
+                return self.send_error(&msg);
+            }
+        };
+        if let Err(e) = protocol::check_text(text) {
+            let msg = format!("{e}; discarded");
+            self.sh.error_as(ErrorKind::Malformed, &self.who, &msg);
+            return self.send_error(&msg);
+        }
+        let c = &self.sh.counters;
+        c.messages_received.fetch_add(1, Ordering::Relaxed);
+        let now = eventlog::now();
+        self.sh.log.record_at(
+            EventKind::MessageReceived,
+            now,
+            &LogMessage::ServerReceived {
+                who: &self.who,
+                id: None,
+                text,
+            },
+        );
+        let mut reply = std::mem::take(&mut self.reply_buf);
+        reply.clear();
+        reply.push_str(protocol::REPLY_PREFIX);
+        reply.push_str(text);
+        reply.push('\n');
+        let written = self.write_plain(reply.as_bytes());
+        if written {
+            c.reply_time.observe(self.handling_since.elapsed());
+            c.replies_sent.fetch_add(1, Ordering::Relaxed);
+            self.sh.log.record(
+                EventKind::MessageSent,
+                &LogMessage::ServerReplied {
+                    who: &self.who,
+                    id: None,
+                    text: reply.trim_end_matches('\n'),
+                },
+            );
+        }
+        self.reply_buf = reply;
+        if !written {
+            return false;
+        }
+        if self.sh.hub.members_len() > 0 {
+            let line = protocol::encode(&ServerMsg::Chat {
+                from: self.who.clone(),
+                text: text.to_string(),
+                ts: eventlog::format_time(now),
+            });
+            self.sh.relay(line.into(), Some(self.conn.id));
+        }
+        true
+    }
+}

@@ -1,0 +1,349 @@
+//! The figures the server keeps about itself: counters, errors by kind, reply
+//! times, the periodic `Stats` event, and [`Monitor`], the read-only view that
+//! monitoring (the metrics endpoint, tests) holds. Counting is a relaxed
+//! atomic increment on the hot path; everything else is read when asked for.
+//! This file knows nothing of Prometheus or HTTP: `metrics` reads it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::eventlog::{EventKind, LogMessage, ServerStats};
+use crate::protocol::{self, ServerMsg};
+
+use super::Shared;
+
+/// Server-wide counters, read by `Stats` events and by monitoring.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    pub messages_received: AtomicU64,
+    pub replies_sent: AtomicU64,
+    pub relayed: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub errors: AtomicU64,
+    pub events_dropped: AtomicU64,
+    pub slow_disconnects: AtomicU64,
+    /// `errors` again, split by kind, for the metrics endpoint.
+    pub errors_by_kind: ErrorCounts,
+    /// Time from handling a message to having written its reply (plain and
+    /// chat), for the metrics endpoint: lock-free buckets.
+    pub reply_time: ReplyTimes,
+}
+
+/// A snapshot of the server's state for monitoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub clients: usize,
+    pub names: Vec<String>,
+    pub messages_received: u64,
+    pub uptime: Duration,
+}
+
+/// Read-only access to a running server's figures, for monitoring. Cheap to
+/// clone; every read is an atomic load.
+#[derive(Clone)]
+pub struct Monitor(pub(super) Arc<Shared>);
+
+impl Monitor {
+    pub fn counters(&self) -> &Counters {
+        &self.0.counters
+    }
+
+    /// Connections being served (plain and chat).
+    pub fn active_clients(&self) -> usize {
+        self.0.active.load(Ordering::SeqCst)
+    }
+
+    /// Chat sessions in the room.
+    pub fn chat_clients(&self) -> usize {
+        self.0.hub.members_len()
+    }
+
+    /// Clients subscribed to the event stream.
+    pub fn subscribers(&self) -> usize {
+        self.0.hub.subscribers()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.0.started.elapsed()
+    }
+}
+
+/// Why the server counted an error: the `kind` label of `chatmon_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A connection refused because the server was full.
+    Refused,
+    /// `accept` failed (descriptor exhaustion and the like).
+    Accept,
+    /// No thread could be started for a client.
+    Thread,
+    /// A line longer than the limit.
+    LineTooLong,
+    /// A line that is not UTF-8.
+    InvalidUtf8,
+    /// A chat line that is not a valid message (bad JSON, bad hello).
+    Malformed,
+    /// A hello with a protocol version this server does not speak.
+    ProtocolVersion,
+    /// A hello with an unacceptable name.
+    InvalidName,
+    /// A missing or wrong token.
+    Auth,
+    /// Anything not classified above.
+    Other,
+}
+
+impl ErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::Refused,
+        ErrorKind::Accept,
+        ErrorKind::Thread,
+        ErrorKind::LineTooLong,
+        ErrorKind::InvalidUtf8,
+        ErrorKind::Malformed,
+        ErrorKind::ProtocolVersion,
+        ErrorKind::InvalidName,
+        ErrorKind::Auth,
+        ErrorKind::Other,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Accept => "accept",
+            ErrorKind::Thread => "thread",
+            ErrorKind::LineTooLong => "line_too_long",
+            ErrorKind::InvalidUtf8 => "invalid_utf8",
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::ProtocolVersion => "protocol_version",
+            ErrorKind::InvalidName => "invalid_name",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Other => "other",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Errors counted by kind: one relaxed atomic increment per error.
+#[derive(Debug, Default)]
+pub struct ErrorCounts([AtomicU64; ErrorKind::ALL.len()]);
+
+impl ErrorCounts {
+    pub fn inc(&self, kind: ErrorKind) {
+        self.0[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, kind: ErrorKind) -> u64 {
+        self.0[kind.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds of the reply-time buckets, in nanoseconds. A plain reply on
+/// loopback takes the server a few microseconds; the top buckets catch a
+/// server that is stalled (a full disk, a stuck socket).
+const REPLY_BOUNDS_NS: [u64; 17] = [
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    1_000_000_000,
+    2_500_000_000,
+];
+
+/// Histogram of the server's time from handling a message to having written
+/// its reply: fixed buckets of atomics, so that recording is lock-free and
+/// allocation-free (a `prometheus_client` histogram takes a lock per sample).
+#[derive(Debug, Default)]
+pub struct ReplyTimes {
+    /// Per-bucket (not cumulative) counts; the last one is `+Inf`.
+    buckets: [AtomicU64; REPLY_BOUNDS_NS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+/// A copy of [`ReplyTimes`] taken at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// `(upper bound in seconds, count in this bucket)`, not cumulative, the
+    /// last bound being `+Inf`.
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_secs: f64,
+    pub count: u64,
+}
+
+impl ReplyTimes {
+    /// Records one reply time.
+    pub fn observe(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        // 17 comparisons at most, usually 2 or 3: cheaper than a search.
+        let i = REPLY_BOUNDS_NS
+            .iter()
+            .position(|&b| ns <= b)
+            .unwrap_or(REPLY_BOUNDS_NS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// The buckets now. The count is the sum of the buckets read, so the
+    /// `+Inf` bucket always equals `_count`, even while replies go on.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut buckets = Vec::with_capacity(self.buckets.len());
+        let mut count = 0u64;
+        for (i, b) in self.buckets.iter().enumerate() {
+            let n = b.load(Ordering::Relaxed);
+            count += n;
+            let bound = REPLY_BOUNDS_NS
+                .get(i)
+                .map(|&ns| ns as f64 / 1e9)
+                .unwrap_or(f64::INFINITY);
+            buckets.push((bound, n));
+        }
+        HistogramSnapshot {
+            buckets,
+            sum_secs: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            count,
+        }
+    }
+}
+
+impl Shared {
+    pub(super) fn snapshot(&self) -> Snapshot {
+        let mut names: Vec<String> = self.hub.member_names();
+        names.sort();
+        Snapshot {
+            clients: self.active.load(Ordering::SeqCst),
+            names,
+            messages_received: self.counters.messages_received.load(Ordering::Relaxed),
+            uptime: self.started.elapsed(),
+        }
+    }
+
+    /// The server's figures as a `stats` message for subscribers.
+    pub(super) fn stats_msg(&self) -> Arc<str> {
+        let snap = self.snapshot();
+        protocol::encode(&ServerMsg::Stats {
+            clients: snap.clients,
+            names: snap.names,
+            msgs_per_sec: f64::from_bits(self.last_rate_bits.load(Ordering::Relaxed)),
+            uptime_secs: snap.uptime.as_secs(),
+        })
+        .into()
+    }
+}
+
+/// Shortest interval a rate is computed over, so that a stop right after a
+/// `Stats` line cannot divide by zero.
+const MIN_INTERVAL_SECS: f64 = 1e-9;
+
+/// The `chatmon-stats` thread: a `Stats` line every `every`, and a last one
+/// at shutdown if anything happened since the previous.
+pub(super) fn stats_loop(sh: Arc<Shared>, every: Duration) {
+    let c = &sh.counters;
+    // The counters start at zero with the server, and this thread may get
+    // its first time slice only after the first messages: start from zero,
+    // not from whatever the counters hold by then.
+    let (mut last_msgs, mut last_in, mut last_out, mut last_err) = (0, 0, 0, 0);
+    let mut last = sh.started;
+    loop {
+        // Wakes at once when the server stops, for a last (short) interval.
+        let until = last + every;
+        let stopping = sh
+            .shutdown
+            .wait_timeout(until.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        let elapsed = now
+            .duration_since(last)
+            .max(Duration::from_secs_f64(MIN_INTERVAL_SECS));
+        let secs = elapsed.as_secs_f64();
+        last = now;
+        let msgs = c.messages_received.load(Ordering::Relaxed);
+        let bin = c.bytes_in.load(Ordering::Relaxed);
+        let bout = c.bytes_out.load(Ordering::Relaxed);
+        let err = c.errors.load(Ordering::Relaxed);
+        // At shutdown, a last (shorter) interval: without it, the messages
+        // since the last Stats line would be missing from the log's totals.
+        if stopping && msgs == last_msgs && bin == last_in && err == last_err {
+            return;
+        }
+        let rate = (msgs - last_msgs) as f64 / secs;
+        sh.last_rate_bits.store(rate.to_bits(), Ordering::Relaxed);
+        sh.log.record(
+            EventKind::Stats,
+            &LogMessage::Stats(ServerStats {
+                clients: sh.active.load(Ordering::SeqCst),
+                messages: msgs - last_msgs,
+                rate,
+                bytes_in: bin - last_in,
+                bytes_out: bout - last_out,
+                errors: err - last_err,
+                interval: elapsed,
+            }),
+        );
+        if stopping {
+            return;
+        }
+        if sh.hub.subscribers() > 0 {
+            sh.hub.push_event_to_subscribers(sh.stats_msg(), c);
+        }
+        (last_msgs, last_in, last_out, last_err) = (msgs, bin, bout, err);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_times_bucket_and_snapshot() {
+        let h = ReplyTimes::default();
+        h.observe(Duration::from_micros(3));
+        h.observe(Duration::from_micros(5));
+        h.observe(Duration::from_micros(7));
+        h.observe(Duration::from_secs(10));
+        let s = h.snapshot();
+        assert_eq!(s.count, 4);
+        assert_eq!(s.buckets[0], (5e-6, 2));
+        assert_eq!(s.buckets[1], (1e-5, 1));
+        let last = s.buckets.last().copied().expect("buckets");
+        assert_eq!(last, (f64::INFINITY, 1));
+        assert!((s.sum_secs - 10.000015).abs() < 1e-9, "{}", s.sum_secs);
+    }
+
+    #[test]
+    fn error_counts_by_kind() {
+        let e = ErrorCounts::default();
+        e.inc(ErrorKind::Auth);
+        e.inc(ErrorKind::Auth);
+        e.inc(ErrorKind::Other);
+        assert_eq!(e.get(ErrorKind::Auth), 2);
+        assert_eq!(e.get(ErrorKind::Other), 1);
+        assert_eq!(e.get(ErrorKind::Refused), 0);
+        // Labels are distinct and every kind has a slot.
+        let mut labels: Vec<_> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), ErrorKind::ALL.len());
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Drawing: the layout of the screen and one file per panel, each a function
+//! from the [`App`]'s panes and a [`Theme`] to a part of the frame. Drawing
+//! reads the state and writes back only what only it can know: the rows the
+//! panes wrap to (scrolls are clamped to them) and the areas it laid out
+//! (for the mouse and paging).
+
+mod chat;
+mod figures;
+mod help;
+mod input;
+mod log;
+mod recent;
+mod server;
+mod spark;
+mod status;
+mod text;
+mod theme;
+
+use std::time::Instant;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, BorderType};
+
+use super::app::App;
+pub(crate) use theme::Theme;
+
+/// Below this width the panes stack instead of standing side by side.
+pub(crate) const WIDE: u16 = 100;
+/// Side by side: the share of the width the chat and input get; the log
+/// side has the rest.
+const CHAT_PERCENT: u16 = 56;
+/// Rows of the input box (one line and its borders).
+const INPUT_ROWS: u16 = 3;
+/// Fewest rows of the chat pane (one line and its borders).
+const CHAT_MIN_ROWS: u16 = 3;
+/// Stacked: the log side gets this share of the height...
+const STACKED_LIVE_SHARE: (u16, u16) = (2, 5);
+/// ...but at least this many rows...
+const STACKED_LIVE_MIN: u16 = 8;
+/// ...while leaving this many for the chat and the input.
+const STACKED_CHAT_KEEP: u16 = 6;
+/// Rows of the latency figures (two lines and borders).
+const FIGURES_ROWS: u16 = 4;
+/// Rows of the server panel, when the server streams figures.
+const SERVER_ROWS: u16 = 3;
+/// Rows of the sparkline, shown from [`SPARK_FROM`] rows of the log side.
+const SPARK_ROWS: u16 = 5;
+const SPARK_FROM: u16 = 16;
+/// Rows of the recent messages, shown from [`RECENT_FROM`] rows.
+const RECENT_ROWS: u16 = 7;
+const RECENT_FROM: u16 = 24;
+/// Fewest rows of the log panel.
+const LOG_MIN_ROWS: u16 = 3;
+/// Rows of the reply pane a page leaves out: its two borders, and one row
+/// kept from the page before for context.
+const PAGE_OVERLAP: u16 = 3;
+
+/// Draws the whole screen and records pane areas for the mouse.
+pub(crate) fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
+    let area = f.area();
+    let [status, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    status::draw(f, app, status, Instant::now(), theme);
+    let (chat, input, live) = if area.width >= WIDE {
+        let [left, right] = Layout::horizontal([
+            Constraint::Percentage(CHAT_PERCENT),
+            Constraint::Percentage(100 - CHAT_PERCENT),
+        ])
+        .areas(body);
+        let [chat, input] = Layout::vertical([
+            Constraint::Min(CHAT_MIN_ROWS),
+            Constraint::Length(INPUT_ROWS),
+        ])
+        .areas(left);
+        (chat, input, right)
+    } else {
+        let (num, den) = STACKED_LIVE_SHARE;
+        let live_h = (body.height * num / den)
+            .max(STACKED_LIVE_MIN)
+            .min(body.height.saturating_sub(STACKED_CHAT_KEEP));
+        let [chat, live, input] = Layout::vertical([
+            Constraint::Min(CHAT_MIN_ROWS),
+            Constraint::Length(live_h),
+            Constraint::Length(INPUT_ROWS),
+        ])
+        .areas(body);
+        (chat, input, live)
+    };
+    app.set_frame(live, chat.height.saturating_sub(PAGE_OVERLAP) as usize);
+    chat::draw(f, app, chat, theme);
+    input::draw(f, app, input, theme);
+    draw_live(f, app, live, theme);
+    if app.show_help() {
+        help::draw(f, area, theme);
+    }
+}
+
+/// The log side: figures, server, sparkline, recent messages and the log,
+/// the optional ones only where there is room.
+fn draw_live(f: &mut Frame, app: &mut App, area: ratatui::layout::Rect, theme: &Theme) {
+    let server_h = if app.figures().server().is_some() {
+        SERVER_ROWS
+    } else {
+        0
+    };
+    let recent_h = if area.height >= RECENT_FROM {
+        RECENT_ROWS
+    } else {
+        0
+    };
+    let spark_h = if area.height >= SPARK_FROM {
+        SPARK_ROWS
+    } else {
+        0
+    };
+    let [stats, server, spark, recent, log] = Layout::vertical([
+        Constraint::Length(FIGURES_ROWS),
+        Constraint::Length(server_h),
+        Constraint::Length(spark_h),
+        Constraint::Length(recent_h),
+        Constraint::Min(LOG_MIN_ROWS),
+    ])
+    .areas(area);
+    figures::draw(f, app, stats, theme);
+    if server_h > 0 {
+        server::draw(f, app, server, theme);
+    }
+    if spark_h > 0 {
+        spark::draw(f, app, spark, theme);
+    }
+    if recent_h > 0 {
+        recent::draw(f, app, recent, theme);
+    }
+    log::draw(f, app, log, theme);
+}
+
+/// A bordered pane; the focused one has a thick border in the focus colour.
+fn pane(title: Line<'static>, focused: bool, theme: &Theme) -> Block<'static> {
+    Block::bordered()
+        .border_type(if focused {
+            BorderType::Thick
+        } else {
+            BorderType::Plain
+        })
+        .border_style(if focused {
+            theme.border_focused
+        } else {
+            theme.border
+        })
+        .title(title)
+}
+
+/// Draws the app with the default theme on an off-screen terminal of
+/// `width` × `height` and returns the screen as text, one line per row (wide
+/// characters once): for render tests and text screenshots.
+pub fn to_text(app: &mut App, width: u16, height: u16) -> String {
+    let theme = Theme::default();
+    // An off-screen backend cannot fail (its error type is uninhabited).
+    let Ok(mut t) = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height));
+    let Ok(_) = t.draw(|f| draw(f, app, &theme));
+    let buf = t.backend().buffer();
+    let mut s = String::new();
+    for y in 0..buf.area.height {
+        let mut skip = 0;
+        for x in 0..buf.area.width {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let sym = buf[(x, y)].symbol();
+            skip = unicode_width::UnicodeWidthStr::width(sym).saturating_sub(1);
+            s.push_str(sym);
+        }
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+
+    use super::*;
+    use crate::client::ClientEvent;
+    use crate::tui::app::{Level, LogSource, LogView, MAX_SCROLL};
+
+    fn screen(app: &mut App, w: u16, h: u16) -> String {
+        to_text(app, w, h)
+    }
+
+    fn press(app: &mut App, code: KeyCode) {
+        app.on_event(&Event::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+    }
+
+    fn sample_app() -> App {
+        let mut app = App::new("127.0.0.1:7878", "alice", "log.txt");
+        let now = Instant::now();
+        app.on_client(
+            ClientEvent::Connected {
+                name: "alice".into(),
+                users: vec!["alice".into(), "bob".into()],
+                server: "chatmon 0.1.0".into(),
+                embedded: false,
+            },
+            now,
+        );
+        app.sent_local(1, "hello 世界".into());
+        app.on_client(ClientEvent::Sent { id: 1 }, now);
+        app.on_client(
+            ClientEvent::Reply {
+                id: 1,
+                text: "Server received: hello 世界".into(),
+                rtt: Duration::from_micros(213),
+            },
+            now,
+        );
+        app.on_client(
+            ClientEvent::Chat {
+                from: "bob".into(),
+                text: "hi \u{1b}[31mred".into(),
+                ts: "2026-11-25 10:00:01.000000".into(),
+            },
+            now,
+        );
+        app.sent_local(2, "pending one".into());
+        app.on_client(ClientEvent::Sent { id: 2 }, now);
+        app.push_log(
+            LogSource::File,
+            "Connection: 2026-11-25 10:00:00.000000 - server: 127.0.0.1:5000 connected".into(),
+        );
+        app
+    }
+
+    #[test]
+    fn wide_layout_shows_all_panels() {
+        let mut app = sample_app();
+        let s = screen(&mut app, 120, 40);
+        assert!(s.contains("● connected"), "{s}");
+        assert!(s.contains("2 in room"), "{s}");
+        assert!(s.contains("alice: hello 世界"), "{s}");
+        assert!(s.contains("↳ Server received: hello 世界"), "{s}");
+        assert!(s.contains("rtt 0.213ms"), "{s}");
+        assert!(s.contains("10:00:01 bob: hi \\u{1b}[31mred"), "{s}");
+        assert!(s.contains("waiting for reply"), "{s}");
+        assert!(s.contains("Round-trip latency"), "{s}");
+        assert!(s.contains("p50 0.213ms"), "{s}");
+        assert!(s.contains("Recent messages"), "{s}");
+        assert!(
+            s.contains("10:00:00.000 Connection: server: 127.0.0.1:5000"),
+            "{s}"
+        );
+        assert!(!s.contains('\u{1b}'));
+        // Side by side: the chat and the latency panel share a row.
+        let row = s.lines().find(|l| l.contains("Chat")).expect("chat row");
+        assert!(row.contains("Round-trip latency"), "{row}");
+    }
+
+    #[test]
+    fn narrow_layout_stacks() {
+        let mut app = sample_app();
+        let s = screen(&mut app, 60, 40);
+        let row = s.lines().find(|l| l.contains("Chat")).expect("chat row");
+        assert!(!row.contains("Round-trip"), "{row}");
+        assert!(s.contains("Round-trip latency"), "{s}");
+        assert!(s.contains("Message"), "{s}");
+    }
+
+    #[test]
+    fn tiny_terminal_does_not_panic() {
+        let mut app = sample_app();
+        press(&mut app, KeyCode::F(1));
+        assert!(app.show_help());
+        for (w, h) in [(1, 1), (10, 3), (20, 8), (40, 12), (100, 10)] {
+            let _ = screen(&mut app, w, h);
+        }
+    }
+
+    #[test]
+    fn help_popup_and_scroll_hint() {
+        let mut app = sample_app();
+        press(&mut app, KeyCode::F(1));
+        let s = screen(&mut app, 100, 30);
+        assert!(s.contains("chatmon help"), "{s}");
+        // Any key closes it.
+        press(&mut app, KeyCode::Char('x'));
+        assert!(!app.show_help());
+        for i in 0..100 {
+            app.notice(Level::Info, format!("line {i}"));
+        }
+        // Five rows up in the focused chat pane.
+        press(&mut app, KeyCode::Tab);
+        for _ in 0..5 {
+            press(&mut app, KeyCode::Up);
+        }
+        assert_eq!(app.chat().scroll(), 5);
+        let s = screen(&mut app, 100, 30);
+        assert!(s.contains("scrolled"), "{s}");
+        assert!(s.contains("line 94"), "{s}");
+        assert!(!s.contains("line 99"), "{s}");
+    }
+
+    #[test]
+    fn merged_view_marks_only_stream_only_lines() {
+        let mut app = App::new("s", "me", "log.txt");
+        let both = "Connection: 2026-01-01 10:00:01.000000 - in both";
+        let stream = "Connection: 2026-01-01 10:00:02.000000 - stream only";
+        app.push_log(LogSource::Server, both.into());
+        app.push_log(LogSource::Server, stream.into());
+        app.push_log(LogSource::File, both.into());
+        let s = screen(&mut app, 120, 40);
+        let row = |s: &str, text: &str| {
+            s.lines()
+                .find(|l| l.contains(text))
+                .unwrap_or_else(|| panic!("no {text}:\n{s}"))
+                .to_string()
+        };
+        assert!(!row(&s, "in both").contains('⇣'), "{s}");
+        assert!(row(&s, "stream only").contains('⇣'), "{s}");
+        // The file view shows every line that is in the file, streamed
+        // first or not.
+        app.log_view = LogView::File;
+        let s = screen(&mut app, 120, 40);
+        assert!(s.contains("in both") && !s.contains("stream only"), "{s}");
+        app.log_view = LogView::Server;
+        let s = screen(&mut app, 120, 40);
+        assert!(s.contains("in both") && s.contains("stream only"), "{s}");
+    }
+
+    #[test]
+    fn scroll_titles_show_the_clamped_offset() {
+        let mut app = sample_app();
+        // Home in the chat, then in the log: both scroll to the cap.
+        press(&mut app, KeyCode::Tab);
+        press(&mut app, KeyCode::Home);
+        press(&mut app, KeyCode::Tab);
+        press(&mut app, KeyCode::Home);
+        assert_eq!(app.chat().scroll(), MAX_SCROLL);
+        assert_eq!(app.log().scroll(), MAX_SCROLL);
+        let s = screen(&mut app, 120, 40);
+        assert!(!s.contains(&MAX_SCROLL.to_string()), "{s}");
+        assert!(app.chat().scroll() < 100 && app.log().scroll() < 100);
+    }
+
+    #[test]
+    fn log_lines_show_the_time_of_day_and_the_kind() {
+        let mut app = App::new("s", "me", "log.txt");
+        app.push_log(
+            LogSource::File,
+            "Message Received: 2026-01-01 23:59:59.987654 - a\\nb".into(),
+        );
+        app.push_log(LogSource::File, "Whatever: 2026-01-01 01:02:03 - x".into());
+        let s = screen(&mut app, 120, 40);
+        assert!(s.contains("23:59:59.987 Message Received: a\\nb"), "{s}");
+        assert!(s.contains("01:02:03.000 Whatever: x"), "{s}");
+    }
+}

@@ -1,0 +1,55 @@
+//! The status bar: connection state, server, our name, the room's size, the
+//! local-server note and the help hint, on one row.
+
+use std::time::Instant;
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::Theme;
+use super::text::sanitize;
+use crate::tui::app::{App, ConnState};
+
+pub(super) fn draw(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &Theme) {
+    let status = app.status();
+    let (dot, state, style) = match status.conn() {
+        ConnState::Connected => ("●", "connected".to_string(), theme.conn_up),
+        ConnState::Connecting { attempt } if *attempt <= 1 => {
+            ("◌", "connecting…".to_string(), theme.conn_trying)
+        }
+        ConnState::Connecting { attempt } => (
+            "◌",
+            format!("reconnecting (attempt {attempt})…"),
+            theme.conn_trying,
+        ),
+        ConnState::Disconnected { reason, retry_at } => {
+            let secs = retry_at.saturating_duration_since(now).as_secs_f64();
+            (
+                "○",
+                format!("disconnected: {} · retry in {secs:.1}s", sanitize(reason)),
+                theme.conn_down,
+            )
+        }
+        ConnState::Closed => ("○", "closed".to_string(), theme.conn_closed),
+    };
+    let mut spans = vec![
+        Span::styled(format!(" {dot} {state} "), style),
+        Span::raw("│ "),
+        Span::styled(sanitize(status.server()).into_owned(), theme.server_addr),
+        Span::raw(" │ you: "),
+        Span::styled(status.name().to_string(), theme.me),
+        Span::raw(format!(" │ {} in room ", status.user_count())),
+    ];
+    if let Some(note) = status.local_server() {
+        spans.push(Span::raw("│ "));
+        spans.push(Span::styled(note.to_string(), theme.local_server));
+        spans.push(Span::raw(" "));
+    }
+    spans.push(Span::styled("│ F1 help", theme.dim));
+    f.render_widget(
+        Paragraph::new(Line::from(spans)).style(theme.status_bar),
+        area,
+    );
+}

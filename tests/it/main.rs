@@ -1,0 +1,41 @@
+//! The integration suite: one test binary (as ripgrep's `tests/tests.rs`),
+//! one module per area of behaviour, and the shared harness in `util`.
+//! One binary links once instead of once per file; `cargo test` runs it with
+//! everything else.
+//!
+//! Tests run as threads of this one process. A test that must be alone in
+//! its process (it counts the process's threads and descriptors) reruns
+//! itself in a fresh copy of the binary: see `util::process::alone`.
+
+mod util;
+
+/// `chatmon bench` against chatmon and against small servers written here.
+mod bench;
+/// Chat mode: replies by id, relay, presence, names.
+mod chat;
+/// Faults against the real binary and the log writer: unopenable and full
+/// disks, descriptor exhaustion, SIGTERM under load.
+mod faults;
+/// Several writers, threads or processes, sharing one log file.
+mod log_sharing;
+/// The Prometheus endpoint.
+mod metrics;
+/// Round-trip and never-panic properties (proptest).
+mod properties;
+/// Bad input, vanished peers, slow consumers, a failing log disk, and a
+/// client that outlives a server restart.
+mod reliability;
+/// `chatmon report` on real logs.
+mod report;
+/// Threads and descriptors return to their baseline after storms.
+mod resources;
+/// Loopback by default, tokens, names nobody can abuse.
+mod security;
+/// The plain (seed-compatible) protocol and the server's life cycle.
+mod server;
+/// The event stream and periodic stats, and the TUI state they feed.
+mod stream;
+/// The real binary's TUI in a pseudo-terminal, end to end.
+mod tui_e2e;
+/// The TUI's promises under faults: hostile text, SIGTERM, a panic.
+mod tui_faults;
