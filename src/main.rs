@@ -2,6 +2,7 @@
 //! parses arguments and reports errors.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -12,6 +13,7 @@ use chatmon::metrics::MetricsServer;
 use chatmon::protocol::{self, DEFAULT_ADDR};
 use chatmon::server::{self, Server, ServerConfig};
 use chatmon::sys::warn;
+use chatmon::tls::server::ReloadableServerConfig;
 use chatmon::{sys, tui};
 
 /// How long `serve` lets sessions end by themselves after Ctrl-C or SIGTERM
@@ -68,6 +70,16 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9478).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// TLS certificate chain (PEM, the server's certificate first): the chat
+    /// port then speaks only TLS 1.2/1.3. SIGHUP reads it and the key again.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve --metrics over HTTPS with the same certificate.
+    #[arg(long, requires_all = ["tls_cert", "metrics"])]
+    metrics_tls: bool,
 }
 
 #[derive(Args, Debug)]
@@ -130,6 +142,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     if let Some(w) = server::exposure_warning(a.bind, a.token.as_deref()) {
         warn(format_args!("chatmon: {w}"));
     }
+    let tls = serve_tls(&a)?;
     let log = EventLog::open(&a.log)?;
     let nz = |d: Duration| (!d.is_zero()).then_some(d);
     let config = ServerConfig {
@@ -139,6 +152,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         idle_timeout: nz(a.idle_timeout),
         token: a.token,
         stats_interval: nz(a.stats_interval),
+        tls: tls.clone(),
         ..ServerConfig::default()
     };
     // Handlers go in before the server starts, so that a SIGTERM arriving
@@ -146,6 +160,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .context("cannot install signal handlers")?;
     let server = Server::start(config, log.clone())?;
@@ -156,29 +171,38 @@ fn serve(a: ServeArgs) -> Result<()> {
     ));
     let metrics = match a.metrics {
         Some(addr) => {
-            let m = MetricsServer::start(addr, server.monitor())
-                .context("cannot start the metrics endpoint")?;
+            let m = match (&tls, a.metrics_tls) {
+                (Some(t), true) => MetricsServer::start_tls(addr, server.monitor(), t.clone()),
+                _ => MetricsServer::start(addr, server.monitor()),
+            }
+            .context("cannot start the metrics endpoint")?;
             if !addr.ip().is_loopback() {
                 // The token guards the chat port only; say so.
                 warn(format_args!(
                     "chatmon: warning: metrics on {addr} need no token: anyone who can reach it can read them"
                 ));
             }
+            let scheme = if a.metrics_tls { "https" } else { "http" };
             warn(format_args!(
-                "chatmon: metrics at http://{}/metrics",
+                "chatmon: metrics at {scheme}://{}/metrics",
                 m.local_addr()
             ));
             Some(m)
         }
         None => None,
     };
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == signal_hook::consts::SIGHUP {
+            reload_tls(&server);
+            continue;
+        }
         let name = if sig == signal_hook::consts::SIGINT {
             "SIGINT"
         } else {
             "SIGTERM"
         };
         warn(format_args!("chatmon: {name}: stopping"));
+        break;
     }
     if let Some(m) = metrics {
         m.shutdown();
@@ -193,6 +217,34 @@ fn serve(a: ServeArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The TLS config of `serve`, loaded once here so that a bad certificate or
+/// key stops the server before it listens; and the clear-text warning.
+fn serve_tls(a: &ServeArgs) -> Result<Option<Arc<ReloadableServerConfig>>> {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(ReloadableServerConfig::load(cert, key)?)),
+        _ => None,
+    };
+    if let Some(w) = chatmon::tls::cleartext_warning(a.bind, tls.is_some()) {
+        warn(format_args!("chatmon: {w}"));
+    }
+    Ok(tls)
+}
+
+/// SIGHUP: the certificate and key again, for renewals. Connected clients
+/// keep their sessions either way; a bad pair keeps the old one (and the
+/// server logs why).
+fn reload_tls(server: &Server) {
+    match server.reload_tls() {
+        None => warn(format_args!("chatmon: SIGHUP: no TLS to reload")),
+        Some(Ok(())) => warn(format_args!(
+            "chatmon: SIGHUP: TLS certificate and key reloaded"
+        )),
+        Some(Err(e)) => warn(format_args!(
+            "chatmon: SIGHUP: TLS reload failed, still serving the old certificate and key: {e}"
+        )),
+    }
 }
 
 #[derive(Args, Debug)]

@@ -14,6 +14,7 @@ use crate::eventlog::{EventKind, LogMessage};
 use crate::protocol::{self, ServerMsg};
 use crate::shutdown::Tracked;
 use crate::sys;
+use crate::tls::stream::{ServerStream, TlsStream};
 
 use super::Shared;
 use super::conn::{Conn, DisconnectReason};
@@ -55,6 +56,8 @@ pub(super) fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
 
 fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    // Sessions still in their TLS handshake count too: half-open handshakes
+    // take slots, not more than the limit.
     if sh.active.load(Ordering::SeqCst) >= sh.config.max_clients {
         sh.counters.refused.fetch_add(1, Ordering::Relaxed);
         // Non-blocking: the accept loop must never wait on a refused peer.
@@ -63,7 +66,10 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             "Error: server is full ({} clients), try again later\n",
             sh.config.max_clients
         );
-        let _ = (&stream).write(msg.as_bytes());
+        // A TLS client could not read clear text: it is only closed.
+        if sh.config.tls.is_none() {
+            let _ = (&stream).write(msg.as_bytes());
+        }
         let _ = stream.shutdown(Shutdown::Both);
         sh.error_as(
             ErrorKind::Refused,
@@ -80,6 +86,21 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     if let Some(idle) = sh.config.idle_timeout {
         let _ = sys::set_keepalive(&stream, idle.min(MAX_KEEPALIVE_IDLE));
     }
+    let stream = match &sh.config.tls {
+        None => ServerStream::Plain(stream),
+        // The config of the moment: a reload later does not touch this one.
+        Some(tls) => match TlsStream::new(stream, tls.current()) {
+            Ok(s) => ServerStream::Tls(Box::new(s)),
+            Err(e) => {
+                sh.error_as(
+                    ErrorKind::Tls,
+                    &peer.to_string(),
+                    &format!("cannot start a TLS session: {e}"),
+                );
+                return;
+            }
+        },
+    };
     let conn = Arc::new(Conn::new(id, peer, stream));
     sh.active.fetch_add(1, Ordering::SeqCst);
     sh.counters.accepted.fetch_add(1, Ordering::Relaxed);
@@ -139,6 +160,11 @@ impl Drop for SessionGuard {
         };
         if let Some(m) = &member {
             let _ = m.outbox.close_with(None);
+        }
+        if let Some(tls) = self.conn.stream.tls() {
+            // Lets the client tell our close from a cut; skipped when a
+            // writer is stuck or the handshake never finished.
+            tls.try_close_notify();
         }
         let _ = self.conn.stream.shutdown(Shutdown::Both);
         sh.log.record(

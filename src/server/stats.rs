@@ -93,13 +93,16 @@ pub enum ErrorKind {
     InvalidName,
     /// A missing or wrong token.
     Auth,
+    /// A TLS handshake that failed: a plain TCP client on the TLS port,
+    /// garbage, a timeout, a client that rejected the certificate.
+    Tls,
     /// Anything not classified above.
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Refused,
         ErrorKind::Accept,
         ErrorKind::Thread,
@@ -109,6 +112,7 @@ impl ErrorKind {
         ErrorKind::ProtocolVersion,
         ErrorKind::InvalidName,
         ErrorKind::Auth,
+        ErrorKind::Tls,
         ErrorKind::Other,
     ];
 
@@ -124,6 +128,7 @@ impl ErrorKind {
             ErrorKind::ProtocolVersion => "protocol_version",
             ErrorKind::InvalidName => "invalid_name",
             ErrorKind::Auth => "auth",
+            ErrorKind::Tls => "tls",
             ErrorKind::Other => "other",
         }
     }

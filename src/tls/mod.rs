@@ -79,6 +79,9 @@ mod tests {
         assert_eq!(cleartext_warning(lo6, false), None);
         assert_eq!(cleartext_warning(any, true), None);
         let w = cleartext_warning(any, false).unwrap();
-        assert!(w.contains("clear text") && w.contains("0.0.0.0:7878"), "{w}");
+        assert!(
+            w.contains("clear text") && w.contains("0.0.0.0:7878"),
+            "{w}"
+        );
     }
 }

@@ -450,7 +450,8 @@ impl TlsStream {
     }
 
     /// [`close_notify`](Self::close_notify) unless a writer is busy (then the
-    /// close goes without it rather than waiting behind a stuck write).
+    /// close goes without it rather than waiting behind a stuck write) or
+    /// there is no established session to close.
     /// Returns whether it was sent.
     pub fn try_close_notify(&self) -> bool {
         let Ok(mut out) = self.out.try_lock() else {
@@ -458,6 +459,11 @@ impl TlsStream {
         };
         {
             let mut s = self.lock_session();
+            // Before the handshake there is no session to close, and a
+            // plain client must get no bytes at all.
+            if s.conn.is_handshaking() || s.failed.is_some() {
+                return false;
+            }
             s.conn.send_close_notify();
             if s.drain(&mut out).is_err() {
                 return false;
