@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::eventlog::EventLog;
 use crate::protocol;
+use crate::tls::client::TlsClient;
 
 pub use self::task::backoff;
 
@@ -49,6 +50,8 @@ pub struct ClientConfig {
     /// A `ping` goes out this often, so that a user who only reads is not
     /// closed by the server's `--idle-timeout` (which must be longer).
     pub ping_every: Duration,
+    /// Speak TLS to the server (`chat --tls`), verified as these settings say.
+    pub tls: Option<TlsClient>,
 }
 
 impl ClientConfig {
@@ -62,6 +65,7 @@ impl ClientConfig {
             max_line: DEFAULT_MAX_LINE,
             max_queued: DEFAULT_MAX_QUEUED,
             ping_every: DEFAULT_PING_EVERY,
+            tls: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::eventlog::{self, EventKind, EventLog, LogMessage};
 use crate::protocol::{self, ClientMsg, Frame, LineFramer, PROTOCOL_VERSION, ServerMsg};
+use crate::tls::client::{ClientStream, ClientWriter, TlsConnectError};
 
 use super::rtt::RttTracker;
 use super::{ClientConfig, ClientEvent, Command, DisconnectKind};
@@ -49,6 +50,12 @@ enum ConnError {
     NotChat { server: String, said: String },
     #[error("the server refused us: {0}")]
     RefusedBy(String),
+    /// The TLS handshake failed: the certificate, or no TLS at all.
+    #[error("TLS with {server}: {error}")]
+    Tls {
+        server: String,
+        error: TlsConnectError,
+    },
 }
 
 impl ConnError {
@@ -64,6 +71,8 @@ impl ConnError {
             ConnError::Hello { .. } | ConnError::Closed | ConnError::Io(_) => DisconnectKind::Lost,
             ConnError::Stopping(_) => DisconnectKind::ServerStopping,
             ConnError::NotChat { .. } | ConnError::RefusedBy(_) => DisconnectKind::Refused,
+            // A certificate does not fix itself in a second: back off longer.
+            ConnError::Tls { .. } => DisconnectKind::Refused,
         }
     }
 
@@ -100,15 +109,18 @@ pub(super) async fn run(
         attempt += 1;
         t.emit(ClientEvent::Connecting { attempt });
         let end = match TcpStream::connect(&t.config.server).await {
-            Ok(stream) => {
-                let end = t.session(stream).await;
-                if matches!(&end, SessionEnd::Ended(e) if !e.is_refusal()) {
-                    // We were connected, so the next failure starts a fresh
-                    // backoff rather than continuing an old one.
-                    attempt = 1;
+            Ok(stream) => match t.open(stream).await {
+                Err(e) => SessionEnd::Ended(e),
+                Ok(stream) => {
+                    let end = t.session(stream).await;
+                    if matches!(&end, SessionEnd::Ended(e) if !e.is_refusal()) {
+                        // We were connected, so the next failure starts a fresh
+                        // backoff rather than continuing an old one.
+                        attempt = 1;
+                    }
+                    end
                 }
-                end
-            }
+            },
             Err(error) => SessionEnd::Ended(ConnError::Connect {
                 server: t.config.server.clone(),
                 error,
@@ -209,8 +221,34 @@ impl Task {
         self.emit(ClientEvent::Queued { id });
     }
 
-    async fn session(&mut self, stream: TcpStream) -> SessionEnd {
+    /// The connection as the session speaks it: TLS when asked for, with
+    /// a handshake failure in words in the log (the UI gets it as the
+    /// disconnection reason).
+    async fn open(&mut self, stream: TcpStream) -> Result<ClientStream, ConnError> {
         let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.config.tls else {
+            return Ok(ClientStream::Plain(stream));
+        };
+        match tls.open(stream, self.config.reply_timeout).await {
+            Ok(s) => Ok(s),
+            Err(error) => {
+                let e = ConnError::Tls {
+                    server: self.peer().to_string(),
+                    error,
+                };
+                self.log.record(
+                    EventKind::Error,
+                    &LogMessage::ClientError {
+                        name: &self.name,
+                        what: &e.to_string(),
+                    },
+                );
+                Err(e)
+            }
+        }
+    }
+
+    async fn session(&mut self, stream: ClientStream) -> SessionEnd {
         let (mut rd, mut wr) = stream.into_split();
         let hello = protocol::encode(&ClientMsg::Hello {
             v: PROTOCOL_VERSION,
@@ -218,7 +256,7 @@ impl Task {
             token: self.config.token.clone(),
             subscribe: self.subscribe,
         });
-        if let Err(e) = wr.write_all(hello.as_bytes()).await {
+        if let Err(e) = send_bytes(&mut wr, hello.as_bytes()).await {
             // Not logged as a disconnection: we never were connected.
             return SessionEnd::Ended(ConnError::Hello {
                 server: self.peer().to_string(),
@@ -371,7 +409,7 @@ impl Task {
 
     async fn send_msg(
         &mut self,
-        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        wr: &mut ClientWriter,
         id: u64,
         text: String,
     ) -> Result<(), ConnError> {
@@ -385,7 +423,7 @@ impl Task {
         // The log line carries the same moment, so that it sorts before the
         // server's `Message Received` for it.
         let wall = eventlog::now();
-        if let Err(e) = wr.write_all(line.as_bytes()).await {
+        if let Err(e) = send_bytes(wr, line.as_bytes()).await {
             // Not written: keep it for the next connection.
             self.queued.push_front((id, text));
             self.emit(ClientEvent::Queued { id });
@@ -490,13 +528,18 @@ impl Task {
     }
 }
 
-async fn write_msg(
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
-    msg: &ClientMsg,
-) -> Result<(), ConnError> {
-    wr.write_all(protocol::encode(msg).as_bytes())
+async fn write_msg(wr: &mut ClientWriter, msg: &ClientMsg) -> Result<(), ConnError> {
+    send_bytes(wr, protocol::encode(msg).as_bytes())
         .await
         .map_err(ConnError::Io)
+}
+
+/// Writes all of `bytes` and flushes: a TLS record that did not fit in the
+/// socket would otherwise wait in rustls until the next write (a no-op for a
+/// plain socket).
+async fn send_bytes(wr: &mut ClientWriter, bytes: &[u8]) -> io::Result<()> {
+    wr.write_all(bytes).await?;
+    wr.flush().await
 }
 
 /// Words for a server's shutdown notice, without saying it twice: chatmon's
