@@ -13,6 +13,7 @@ use chatmon::metrics::MetricsServer;
 use chatmon::protocol::{self, DEFAULT_ADDR};
 use chatmon::server::{self, Server, ServerConfig};
 use chatmon::sys::warn;
+use chatmon::tls::client::{TlsClient, TlsClientOptions};
 use chatmon::tls::server::ReloadableServerConfig;
 use chatmon::{sys, tui};
 
@@ -102,6 +103,44 @@ struct ChatArgs {
     /// Never start a server in this process, even if none is running.
     #[arg(long)]
     no_local_server: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// How a client (`chat`, `bench`) speaks TLS to the server.
+#[derive(Args, Debug, Clone, Default)]
+struct TlsArgs {
+    /// Speak TLS, verifying the server against the system's root
+    /// certificates (or --tls-ca). The name checked is the host of --server.
+    #[arg(long)]
+    tls: bool,
+    /// Trust the CA certificates in this PEM file instead of the system's
+    /// (a private CA, or the server's self-signed certificate). Implies --tls.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Do not verify the server's certificate at all (encrypted, but anyone
+    /// on the path can pose as the server). Implies --tls.
+    #[arg(long, conflicts_with = "tls_ca")]
+    tls_insecure: bool,
+    /// The name the certificate must carry, when it is not the host of
+    /// --server (e.g. connecting by IP address). Implies --tls.
+    #[arg(long, value_name = "NAME")]
+    tls_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// The client's TLS settings for `server`, if TLS is on.
+    fn client(&self, server: &str) -> Result<Option<TlsClient>> {
+        if !(self.tls || self.tls_ca.is_some() || self.tls_insecure || self.tls_name.is_some()) {
+            return Ok(None);
+        }
+        let opts = TlsClientOptions {
+            ca_file: self.tls_ca.clone(),
+            insecure: self.tls_insecure,
+            name: self.tls_name.clone(),
+        };
+        Ok(Some(TlsClient::new(server, &opts)?))
+    }
 }
 
 fn main() {
@@ -127,7 +166,9 @@ fn chat(a: ChatArgs) -> Result<()> {
         }
         None => protocol::sanitize_name(&sys::login_name()),
     };
+    let tls = a.tls.client(&a.server)?;
     tui::run(tui::ChatOptions {
+        tls,
         server: a.server,
         name,
         log: a.log,

@@ -10,7 +10,7 @@ use ratatui::widgets::Paragraph;
 
 use super::Theme;
 use super::text::sanitize;
-use crate::tui::app::{App, ConnState};
+use crate::tui::app::{App, ConnState, TlsBadge};
 
 pub(super) fn draw(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &Theme) {
     let status = app.status();
@@ -38,10 +38,21 @@ pub(super) fn draw(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &T
         Span::styled(format!(" {dot} {state} "), style),
         Span::raw("│ "),
         Span::styled(sanitize(status.server()).into_owned(), theme.server_addr),
+    ];
+    match status.tls() {
+        Some(TlsBadge::Verified) => spans.push(Span::styled(" TLS", theme.conn_up)),
+        // Red, as a disconnection: the user must not mistake it for safe.
+        Some(TlsBadge::Insecure) => spans.push(Span::styled(
+            " TLS NOT VERIFIED (--tls-insecure)",
+            theme.conn_down,
+        )),
+        None => {}
+    }
+    spans.extend([
         Span::raw(" │ you: "),
         Span::styled(status.name().to_string(), theme.me),
         Span::raw(format!(" │ {} in room ", status.user_count())),
-    ];
+    ]);
     if let Some(note) = status.local_server() {
         spans.push(Span::raw("│ "));
         spans.push(Span::styled(note.to_string(), theme.local_server));
