@@ -335,6 +335,10 @@ struct BenchArgs {
     /// Also draw latency percentiles and throughput against clients (SVG).
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// TLS to --server, as for `chat`; each row also reports TLS handshakes
+    /// per second (full handshakes: no session is resumed).
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -358,7 +362,12 @@ struct ReportArgs {
 
 fn bench(a: BenchArgs) -> Result<()> {
     use chatmon::bench;
+    let tls = a
+        .tls
+        .client(a.server.as_deref().unwrap_or(DEFAULT_ADDR))?
+        .map(TlsClient::without_resumption);
     let config = bench::BenchConfig {
+        tls,
         server: a.server,
         clients: bench::parse_clients(&a.clients).map_err(|e| anyhow::anyhow!("--clients: {e}"))?,
         rate: a.rate,

@@ -26,6 +26,7 @@ pub fn render_table(report: &BenchReport) -> String {
     );
     let _ = writeln!(s, "round-trip latency in milliseconds");
     let chat = report.rows.iter().any(|r| r.relay.is_some());
+    let tls = report.rows.iter().any(|r| r.handshakes_per_sec.is_some());
     let _ = write!(
         s,
         "{:>7} {:>10} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -33,6 +34,9 @@ pub fn render_table(report: &BenchReport) -> String {
     );
     if chat {
         let _ = write!(s, " {:>10} {:>9} {:>9}", "relays", "relay p50", "relay p99");
+    }
+    if tls {
+        let _ = write!(s, " {:>9}", "TLS hs/s");
     }
     s.push('\n');
     for r in &report.rows {
@@ -58,6 +62,16 @@ pub fn render_table(report: &BenchReport) -> String {
                 ms(rl.p50_us),
                 ms(rl.p99_us)
             );
+        }
+        if tls {
+            match r.handshakes_per_sec {
+                Some(h) => {
+                    let _ = write!(s, " {h:>9.0}");
+                }
+                None => {
+                    let _ = write!(s, " {:>9}", "-");
+                }
+            }
         }
         s.push('\n');
     }
@@ -155,6 +169,7 @@ pub(crate) mod tests {
                 latency: lat(100 * (i as u64 + 1)),
                 relay: chat.then(|| lat(50 * (i as u64 + 1))),
                 first_error: (i == 2).then(|| "no reply within 10s".to_string()),
+                handshakes_per_sec: None,
             })
             .collect();
         BenchReport {

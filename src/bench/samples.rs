@@ -130,6 +130,7 @@ pub(crate) fn assemble_row(
         latency: Latency::from_hist(&rtt),
         relay: (mode == Mode::Chat).then(|| Latency::from_hist(&relay)),
         first_error,
+        handshakes_per_sec: None,
     }
 }
 
