@@ -29,7 +29,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// The README's self-signed certificate command, with `newkey` chosen.
-fn self_signed(dir: &Path, newkey: &[&str], extra: &[&str]) -> (PathBuf, PathBuf) {
+pub(crate) fn self_signed(dir: &Path, newkey: &[&str], extra: &[&str]) -> (PathBuf, PathBuf) {
     let mut args = vec!["req", "-x509"];
     args.extend_from_slice(newkey);
     args.extend_from_slice(&[
@@ -50,7 +50,7 @@ fn self_signed(dir: &Path, newkey: &[&str], extra: &[&str]) -> (PathBuf, PathBuf
     (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
-const NOT_CA: [&str; 2] = ["-addext", "basicConstraints=critical,CA:FALSE"];
+pub(crate) const NOT_CA: [&str; 2] = ["-addext", "basicConstraints=critical,CA:FALSE"];
 
 /// A TLS echo server on loopback for one client, on chatmon's stream.
 fn serve_once(cert: &Path, key: &Path) -> SocketAddr {
@@ -241,7 +241,7 @@ fn run_until_line(mut cmd: Command, input: &[u8], want: &str) -> String {
     text
 }
 
-pub fn s_client(addr: SocketAddr, ca: &Path, input: &[u8]) -> String {
+pub(crate) fn s_client(addr: SocketAddr, ca: &Path, input: &[u8]) -> String {
     let mut cmd = Command::new("openssl");
     cmd.args([
         "s_client",
@@ -257,7 +257,7 @@ pub fn s_client(addr: SocketAddr, ca: &Path, input: &[u8]) -> String {
     run_until_line(cmd, input, "Server received: hello")
 }
 
-pub fn python_ssl(addr: SocketAddr, ca: &Path, input: &[u8]) -> String {
+pub(crate) fn python_ssl(addr: SocketAddr, ca: &Path, input: &[u8]) -> String {
     const SCRIPT: &str = r#"
 import socket, ssl, sys
 ctx = ssl.create_default_context(cafile=sys.argv[3])
