@@ -15,23 +15,27 @@
 //!   the metrics endpoint, with backoff on transient errors. `→ shutdown, sys`.
 //! - [`server`]: listener, per-client session threads, the relay hub, and the
 //!   figures it keeps (`server/stats.rs`). `→ protocol, eventlog, shutdown,
-//!   accept, sys`. Knows nothing of HTTP or metrics.
+//!   accept, sys, tls`. Knows nothing of HTTP or metrics.
+//! - [`tls`]: rustls configs, certificate loading and reloading, the
+//!   blocking server-side TLS stream a session's reader and writer share,
+//!   client verification and its errors in words. Uses nothing else of
+//!   chatmon.
 //! - [`metrics`]: the Prometheus endpoint (`serve --metrics`): reads the
 //!   server's figures through [`server::Monitor`]; its HTTP server is
-//!   `metrics/http.rs`. `→ server, shutdown, accept`.
+//!   `metrics/http.rs`. `→ server, shutdown, accept, tls`.
 //! - [`client`]: the chat client's connection task: reconnects, RTT tracking.
-//!   `→ protocol, eventlog`.
+//!   `→ protocol, eventlog, tls`.
 //! - [`latency`]: latency figures from HDR histograms, shared by bench and
 //!   report.
 //! - [`bench`]: the load generator behind `chatmon bench`: tokio clients,
 //!   closed or open loop, HDR latency histograms, table/JSON/CSV/SVG output.
-//!   `→ protocol, server, latency, sys`.
+//!   `→ protocol, server, latency, sys, tls`.
 //! - [`report`]: `chatmon report`: latency, throughput, connections and
 //!   errors streamed out of an event log (chatmon's or the seed's).
 //!   `→ eventlog, protocol, latency`.
 //! - [`tail`]: follows a log file like `tail -F`.
 //! - [`tui`]: the terminal UI: state, input handling, rendering.
-//!   `→ client, protocol, eventlog, tail, server` (the embedded server).
+//!   `→ client, protocol, eventlog, tail, server, tls` (the embedded server).
 //! - [`sys`]: small OS helpers (descriptor limits, polling a socket, stderr).
 //!
 //! `main.rs` only parses arguments and calls into these.

@@ -454,6 +454,25 @@ mod tests {
                 },
                 "--timeout must be longer than 0".into(),
             ),
+            (
+                BenchConfig {
+                    server: None,
+                    tls: Some(
+                        TlsClient::new(
+                            "localhost:1",
+                            &crate::tls::client::TlsClientOptions {
+                                insecure: true,
+                                ..Default::default()
+                            },
+                        )
+                        .expect("insecure client"),
+                    ),
+                    ..base.clone()
+                },
+                "--tls needs --server: the in-process server has no certificate (start \
+                 `chatmon serve --tls-cert FILE --tls-key FILE` and pass its address)"
+                    .into(),
+            ),
         ];
         for (config, want) in cases {
             let err = run(&config).expect_err("refused");

@@ -25,7 +25,11 @@
 //! Every one of them observes one [`Shutdown`]; session and writer threads
 //! hold a guard of it, so that [`Server::shutdown`] waits until they are gone.
 //! Each client costs one descriptor: the reader and writer share one
-//! `Arc<TcpStream>` (`&TcpStream` is both `Read` and `Write`).
+//! `Arc<Conn>` around its socket (`&TcpStream` is both `Read` and `Write`),
+//! or, with TLS, around one rustls connection that both use through `&self`
+//! without blocking each other (see `tls::stream`). A TLS session's
+//! handshake runs on its own `client-N` thread, within
+//! [`ServerConfig::tls_handshake_timeout`].
 
 mod conn;
 mod hub;
