@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench hot_paths`
 
+// Test and bench code: a failed unwrap is a failed run, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 
 use chrono::NaiveDateTime;
@@ -19,9 +22,13 @@ fn time() -> NaiveDateTime {
 
 fn protocol_paths(c: &mut Criterion) {
     let mut g = c.benchmark_group("protocol");
+    // As the TUI sends it: with its send time and clock offset.
     let msg = ClientMsg::Msg {
         id: 12345,
         text: "hello, this is a 32-byte payload".into(),
+        sent_us: Some(1_764_000_000_123_456),
+        offset_us: Some(-2_000_012),
+        bound_us: Some(45),
     };
     g.bench_function("encode_msg", |b| {
         b.iter(|| protocol::encode(black_box(&msg)))
@@ -29,6 +36,8 @@ fn protocol_paths(c: &mut Criterion) {
     let reply = protocol::encode(&ServerMsg::Reply {
         id: 12345,
         text: "Server received: hello, this is a 32-byte payload".into(),
+        read_us: Some(1_764_000_002_123_500),
+        write_us: Some(1_764_000_002_123_531),
     });
     let reply = reply.trim_end().as_bytes().to_vec();
     g.bench_function("decode_reply", |b| {

@@ -15,7 +15,8 @@
 //!   the metrics endpoint, with backoff on transient errors. `→ shutdown, sys`.
 //! - [`server`]: listener, per-client session threads, the relay hub, and the
 //!   figures it keeps (`server/stats.rs`). `→ protocol, eventlog, shutdown,
-//!   accept, sys, tls`. Knows nothing of HTTP or metrics.
+//!   accept, sys, timing, tls` (the wall clock of its stamps; TLS sessions).
+//!   Knows nothing of HTTP or metrics.
 //! - [`tls`]: rustls configs, certificate loading and reloading, the
 //!   blocking server-side TLS stream a session's reader and writer share,
 //!   client verification and its errors in words. Uses nothing else of
@@ -23,8 +24,8 @@
 //! - [`metrics`]: the Prometheus endpoint (`serve --metrics`): reads the
 //!   server's figures through [`server::Monitor`]; its HTTP server is
 //!   `metrics/http.rs`. `→ server, shutdown, accept, tls`.
-//! - [`client`]: the chat client's connection task: reconnects, RTT tracking.
-//!   `→ protocol, eventlog, tls`.
+//! - [`client`]: the chat client's connection task: reconnects, RTT tracking,
+//!   clock offset and the plain-session fallback. `→ protocol, eventlog, timing, tls`.
 //! - [`latency`]: latency figures from HDR histograms, shared by bench and
 //!   report.
 //! - [`bench`]: the load generator behind `chatmon bench`: tokio clients,
@@ -32,10 +33,13 @@
 //!   `→ protocol, server, latency, sys, tls`.
 //! - [`report`]: `chatmon report`: latency, throughput, connections and
 //!   errors streamed out of an event log (chatmon's or the seed's).
-//!   `→ eventlog, protocol, latency`.
+//!   `→ eventlog, protocol, latency, timing`.
+//! - [`timing`]: where a message's time goes: server time, network time,
+//!   clock offset (NTP's four timestamps) and one-way relay delay, and the
+//!   matching of a seed-style server's replies. `→ protocol, latency`.
 //! - [`tail`]: follows a log file like `tail -F`.
 //! - [`tui`]: the terminal UI: state, input handling, rendering.
-//!   `→ client, protocol, eventlog, tail, server, tls` (the embedded server).
+//!   `→ client, protocol, eventlog, tail, timing, server, tls` (the embedded server).
 //! - [`sys`]: small OS helpers (descriptor limits, polling a socket, stderr).
 //!
 //! `main.rs` only parses arguments and calls into these.
@@ -52,5 +56,6 @@ pub mod server;
 pub(crate) mod shutdown;
 pub mod sys;
 pub mod tail;
+pub mod timing;
 pub mod tls;
 pub mod tui;

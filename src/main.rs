@@ -103,6 +103,11 @@ struct ChatArgs {
     /// Never start a server in this process, even if none is running.
     #[arg(long)]
     no_local_server: bool,
+    /// Speak the seed's plain protocol (each message answered `Server
+    /// received: T`, round trips only), as with any server that answers the
+    /// chat hello that way.
+    #[arg(long)]
+    plain: bool,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -175,6 +180,7 @@ fn chat(a: ChatArgs) -> Result<()> {
         tail: a.tail,
         token: a.token,
         auto_server: !a.no_local_server,
+        plain: a.plain,
     })
 }
 

@@ -195,18 +195,27 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// Polling period of the background follower.
 pub const POLL_EVERY: Duration = Duration::from_millis(200);
 
+/// Why the follower could not read the file; said once per distinct error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read {path}: {error}")]
+pub struct TailError {
+    pub path: String,
+    /// The I/O error's text (an `io::Error` is neither `Clone` nor `Eq`).
+    pub error: String,
+}
+
 /// Follows `path` on a background thread, sending each update that holds
 /// something to `tx`, until `tx` is closed.
 pub fn spawn(
     path: PathBuf,
     initial_lines: usize,
-    tx: tokio::sync::mpsc::UnboundedSender<Result<TailUpdate, String>>,
+    tx: tokio::sync::mpsc::UnboundedSender<Result<TailUpdate, TailError>>,
 ) -> io::Result<()> {
     std::thread::Builder::new()
         .name("chatmon-tail".into())
         .spawn(move || {
             let mut t = Tailer::new(path, initial_lines);
-            let mut last_err: Option<String> = None;
+            let mut last_err: Option<TailError> = None;
             loop {
                 let msg = match t.poll() {
                     Ok(u) if u.lines.is_empty() && u.reset.is_none() => None,
@@ -215,9 +224,12 @@ pub fn spawn(
                         Some(Ok(u))
                     }
                     Err(e) => {
-                        let s = format!("cannot read {}: {e}", t.path().display());
+                        let s = TailError {
+                            path: t.path().display().to_string(),
+                            error: e.to_string(),
+                        };
                         // Say it once, not five times a second.
-                        if last_err.as_deref() == Some(s.as_str()) {
+                        if last_err.as_ref() == Some(&s) {
                             None
                         } else {
                             last_err = Some(s.clone());

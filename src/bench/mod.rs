@@ -235,6 +235,14 @@ pub struct Row {
     /// Chat mode: one way, one client's send to another's receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay: Option<Latency>,
+    /// Chat mode: the server's own time per message (its read to its reply,
+    /// on its clock), when the server stamps its replies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_time: Option<Latency>,
+    /// Chat mode: the round trip less the server's time (both directions on
+    /// the wire; in an open loop also the wait for the schedule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Latency>,
     /// The first error seen, to say what went wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,

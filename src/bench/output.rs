@@ -35,6 +35,14 @@ pub fn render_table(report: &BenchReport) -> String {
     if chat {
         let _ = write!(s, " {:>10} {:>9} {:>9}", "relays", "relay p50", "relay p99");
     }
+    let stamped = report.rows.iter().any(|r| r.server_time.is_some());
+    if stamped {
+        let _ = write!(
+            s,
+            " {:>9} {:>9} {:>9} {:>9}",
+            "srv p50", "srv p99", "net p50", "net p99"
+        );
+    }
     if tls {
         let _ = write!(s, " {:>9}", "TLS hs/s");
     }
@@ -61,6 +69,16 @@ pub fn render_table(report: &BenchReport) -> String {
                 rl.count,
                 ms(rl.p50_us),
                 ms(rl.p99_us)
+            );
+        }
+        if let (Some(sv), Some(nw)) = (&r.server_time, &r.network) {
+            let _ = write!(
+                s,
+                " {:>9} {:>9} {:>9} {:>9}",
+                ms(sv.p50_us),
+                ms(sv.p99_us),
+                ms(nw.p50_us),
+                ms(nw.p99_us)
             );
         }
         if tls {
@@ -168,6 +186,8 @@ pub(crate) mod tests {
                 throughput: 810.3 * (i as f64 + 1.0),
                 latency: lat(100 * (i as u64 + 1)),
                 relay: chat.then(|| lat(50 * (i as u64 + 1))),
+                server_time: None,
+                network: None,
                 first_error: (i == 2).then(|| "no reply within 10s".to_string()),
                 handshakes_per_sec: None,
             })
@@ -202,6 +222,21 @@ clients   messages  errors       msg/s      p50      p90      p99    p99.9      
             "server 127.0.0.1:7878, plain mode, closed loop, 32 byte payload, warm-up 1.0s\n"
         ));
         assert!(!plain.contains("relay"));
+        // With a server that stamps its replies: server and network time
+        // beside the round trip.
+        let mut stamped = fixture(true);
+        for r in &mut stamped.rows {
+            r.server_time = Some(lat(10));
+            r.network = Some(lat(90));
+        }
+        let t = render_table(&stamped);
+        let head = t.lines().nth(2).unwrap_or_default();
+        assert!(
+            head.ends_with("relay p99   srv p50   srv p99   net p50   net p99"),
+            "{t}"
+        );
+        let row = t.lines().nth(3).unwrap_or_default();
+        assert!(row.ends_with("0.020     0.050     0.180     0.450"), "{t}");
     }
 
     #[test]

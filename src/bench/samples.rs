@@ -62,6 +62,10 @@ pub(crate) struct ClientResult {
     pub(crate) rtt: Samples,
     /// Chat mode: one-way times of other clients' relayed messages.
     pub(crate) relay: Samples,
+    /// Chat mode, stamped replies: the server's read to its reply, and the
+    /// round trip less that (see [`crate::timing`]).
+    pub(crate) server: Samples,
+    pub(crate) network: Samples,
     /// Measured messages answered.
     pub(crate) messages: u64,
     pub(crate) errors: u64,
@@ -99,6 +103,8 @@ pub(crate) fn assemble_row(
 ) -> Row {
     let mut rtt = hist::new_hist(SIGFIG);
     let mut relay = hist::new_hist(SIGFIG);
+    let mut server = hist::new_hist(SIGFIG);
+    let mut network = hist::new_hist(SIGFIG);
     let (mut messages, mut errors) = (0u64, 0u64);
     let mut first_error = None;
     let mut last = measure_from;
@@ -113,7 +119,13 @@ pub(crate) fn assemble_row(
         }
         r.rtt.merge_into(&mut rtt);
         r.relay.merge_into(&mut relay);
+        r.server.merge_into(&mut server);
+        r.network.merge_into(&mut network);
     }
+    // Only where the server stamped its replies (chatmon's, not older ones).
+    let stamped = |h: &hdrhistogram::Histogram<u64>| {
+        (mode == Mode::Chat && !h.is_empty()).then(|| Latency::from_hist(h))
+    };
     let elapsed = last.saturating_duration_since(measure_from);
     let secs = elapsed.as_secs_f64();
     Row {
@@ -129,6 +141,8 @@ pub(crate) fn assemble_row(
         },
         latency: Latency::from_hist(&rtt),
         relay: (mode == Mode::Chat).then(|| Latency::from_hist(&relay)),
+        server_time: stamped(&server),
+        network: stamped(&network),
         first_error,
         handshakes_per_sec: None,
     }

@@ -4,8 +4,11 @@
 //! socket; this task never touches the terminal.
 //!
 //! `mod` holds what the UI sees (settings, commands, events, the handle);
-//! `task` the connection task itself; `rtt` the round-trip bookkeeping.
+//! `task` the connection task itself (`task/plain.rs`: the fallback for
+//! seed-style servers); `rtt` the round-trip bookkeeping; `clock` the four
+//! timestamps' bookkeeping (offset filter, clock probes, relay delays).
 
+mod clock;
 mod rtt;
 mod task;
 
@@ -17,9 +20,10 @@ use tokio::sync::mpsc;
 
 use crate::eventlog::EventLog;
 use crate::protocol;
+use crate::timing::{Offset, RelayTiming, Sample};
 use crate::tls::client::TlsClient;
 
-pub use self::task::backoff;
+pub use self::task::{PLAIN_SERVER, backoff};
 
 /// A message without a reply this long is shown as timed out.
 pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +56,10 @@ pub struct ClientConfig {
     pub ping_every: Duration,
     /// Speak TLS to the server (`chat --tls`), verified as these settings say.
     pub tls: Option<TlsClient>,
+    /// Speak the seed's plain protocol from the start (`--plain`) instead of
+    /// falling back to it when the server answers the hello with `Server
+    /// received: ...`.
+    pub plain: bool,
 }
 
 impl ClientConfig {
@@ -66,6 +74,7 @@ impl ClientConfig {
             max_queued: DEFAULT_MAX_QUEUED,
             ping_every: DEFAULT_PING_EVERY,
             tls: None,
+            plain: false,
         }
     }
 }
@@ -93,6 +102,9 @@ pub enum ClientEvent {
         /// The server runs inside a chat TUI (its welcome says so), so that
         /// when it goes away another TUI may take over its address.
         embedded: bool,
+        /// A plain session with a seed-style server: replies and round trips
+        /// only (no room, no names, no server time).
+        plain: bool,
     },
     Disconnected {
         /// What happened, in words for the user.
@@ -109,12 +121,16 @@ pub enum ClientEvent {
     Sent {
         id: u64,
     },
-    /// The server's reply to message `id`, with its measured round trip.
+    /// The server's reply to message `id`, with its measured round trip
+    /// and, when the server stamped it, where the time went.
     Reply {
         id: u64,
         text: String,
         rtt: Duration,
+        split: Option<Sample>,
     },
+    /// The clock offset to the server, after a round trip that changed it.
+    Clock(Offset),
     /// No reply within the timeout (a late reply still comes as `Reply`).
     TimedOut {
         id: u64,
@@ -128,6 +144,8 @@ pub enum ClientEvent {
         from: String,
         text: String,
         ts: String,
+        /// How long it took to reach us, when the stamps allow saying.
+        timing: Option<RelayTiming>,
     },
     Join {
         name: String,

@@ -13,25 +13,30 @@ pub(crate) struct RttTracker {
 #[derive(Debug)]
 struct Pending {
     sent: Instant,
+    /// The wall clock at the same moment (µs since the Unix epoch): t1 of
+    /// the four timestamps.
+    sent_wall_us: i64,
     timed_out: bool,
 }
 
 impl RttTracker {
-    pub fn sent(&mut self, id: u64, at: Instant) {
+    pub fn sent(&mut self, id: u64, at: Instant, wall_us: i64) {
         self.pending.insert(
             id,
             Pending {
                 sent: at,
+                sent_wall_us: wall_us,
                 timed_out: false,
             },
         );
     }
 
-    /// The round trip of `id`, if it was in flight.
-    pub fn replied(&mut self, id: u64, at: Instant) -> Option<Duration> {
+    /// The round trip of `id` and its wall-clock send time, if it was in
+    /// flight.
+    pub fn replied(&mut self, id: u64, at: Instant) -> Option<(Duration, i64)> {
         self.pending
             .remove(&id)
-            .map(|p| at.saturating_duration_since(p.sent))
+            .map(|p| (at.saturating_duration_since(p.sent), p.sent_wall_us))
     }
 
     /// Ids that just passed `timeout` (each reported once).
@@ -68,15 +73,15 @@ mod tests {
     fn rtt_matches_by_id_not_order() {
         let mut t = RttTracker::default();
         let t0 = Instant::now();
-        t.sent(1, t0);
-        t.sent(2, t0 + Duration::from_millis(1));
+        t.sent(1, t0, 100);
+        t.sent(2, t0 + Duration::from_millis(1), 1100);
         assert_eq!(
             t.replied(2, t0 + Duration::from_millis(3)),
-            Some(Duration::from_millis(2))
+            Some((Duration::from_millis(2), 1100))
         );
         assert_eq!(
             t.replied(1, t0 + Duration::from_millis(5)),
-            Some(Duration::from_millis(5))
+            Some((Duration::from_millis(5), 100))
         );
         assert_eq!(t.replied(1, t0), None);
     }
@@ -85,7 +90,7 @@ mod tests {
     fn expiry_reports_once() {
         let mut t = RttTracker::default();
         let t0 = Instant::now();
-        t.sent(1, t0);
+        t.sent(1, t0, 0);
         assert!(t.expire(t0, Duration::from_secs(1)).is_empty());
         assert_eq!(
             t.expire(t0 + Duration::from_secs(2), Duration::from_secs(1)),

@@ -10,10 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::eventlog::{self, EventKind, EventLog, LogMessage};
+use crate::eventlog::{self, EventKind, EventLog, LogMessage, OneWayDelay};
 use crate::protocol::{self, ClientMsg, Frame, LineFramer, PROTOCOL_VERSION, ServerMsg};
+use crate::timing::{self, Offset, RelayTiming};
 use crate::tls::client::{ClientStream, ClientWriter, TlsConnectError};
 
+mod plain;
+
+pub use self::plain::PLAIN_SERVER;
+
+use super::clock::{ClockState, RelayStamps};
 use super::rtt::RttTracker;
 use super::{ClientConfig, ClientEvent, Command, DisconnectKind};
 
@@ -25,6 +31,11 @@ struct Task {
     /// Messages waiting for a connection, oldest first.
     queued: VecDeque<(u64, String)>,
     rtt: RttTracker,
+    /// Clock offset to the server of the current connection.
+    clock: ClockState,
+    /// Speak the seed's plain protocol: asked for (`--plain`), or the server
+    /// answered our hello as a plain server would. Kept for reconnects.
+    plain: bool,
     /// Our name as the server knows it (or as we want it, before the welcome).
     name: String,
     subscribe: bool,
@@ -84,6 +95,9 @@ impl ConnError {
 
 enum SessionEnd {
     Ended(ConnError),
+    /// The server answered the hello with `Server received: ...`: a
+    /// seed-style server. Reconnect at once in a plain session.
+    Plain,
     Quit,
 }
 
@@ -96,12 +110,14 @@ pub(super) async fn run(
     let mut t = Task {
         name: config.name.clone(),
         subscribe: config.subscribe,
+        plain: config.plain,
         config,
         log,
         cmd_rx,
         evt_tx,
         queued: VecDeque::new(),
         rtt: RttTracker::default(),
+        clock: ClockState::default(),
         quit: false,
     };
     let mut attempt: u32 = 0;
@@ -112,7 +128,11 @@ pub(super) async fn run(
             Ok(stream) => match t.open(stream).await {
                 Err(e) => SessionEnd::Ended(e),
                 Ok(stream) => {
-                    let end = t.session(stream).await;
+                    let end = if t.plain {
+                        t.plain_session(stream).await
+                    } else {
+                        t.session(stream).await
+                    };
                     if matches!(&end, SessionEnd::Ended(e) if !e.is_refusal()) {
                         // We were connected, so the next failure starts a fresh
                         // backoff rather than continuing an old one.
@@ -128,6 +148,11 @@ pub(super) async fn run(
         };
         let (error, base) = match end {
             SessionEnd::Quit => break,
+            SessionEnd::Plain => {
+                t.plain = true;
+                attempt = 0;
+                continue;
+            }
             SessionEnd::Ended(e) if e.is_refusal() => (e, REFUSED_BACKOFF_STEPS),
             SessionEnd::Ended(e) => (e, 0),
         };
@@ -249,6 +274,7 @@ impl Task {
     }
 
     async fn session(&mut self, stream: ClientStream) -> SessionEnd {
+        self.clock.reset();
         let (mut rd, mut wr) = stream.into_split();
         let hello = protocol::encode(&ClientMsg::Hello {
             v: PROTOCOL_VERSION,
@@ -281,6 +307,8 @@ impl Task {
                         Err(e) => return self.lost(ConnError::Io(e)),
                     };
                     let now = Instant::now();
+                    // t4 of every reply in this read, beside `now`.
+                    let wall = timing::wall_micros();
                     framer.push(&buf[..n], &mut frames);
                     for f in frames.drain(..) {
                         let line = match f {
@@ -295,6 +323,9 @@ impl Task {
                             Err(e) => {
                                 // A plain-mode server (or something else) answered.
                                 let text = String::from_utf8_lossy(&line);
+                                if !welcomed && line.starts_with(protocol::REPLY_PREFIX.as_bytes()) {
+                                    return SessionEnd::Plain;
+                                }
                                 if !welcomed {
                                     return SessionEnd::Ended(ConnError::NotChat {
                                         server: self.peer().to_string(),
@@ -315,7 +346,7 @@ impl Task {
                                         server: self.peer(),
                                         users: users.len(),
                                     });
-                                    self.emit(ClientEvent::Connected { name, users, server, embedded });
+                                    self.emit(ClientEvent::Connected { name, users, server, embedded, plain: false });
                                     // Deliver what was typed while we were away.
                                     while let Some((id, text)) = self.queued.pop_front() {
                                         if let Err(e) = self.send_msg(&mut wr, id, text).await {
@@ -333,7 +364,7 @@ impl Task {
                             }
                             continue;
                         }
-                        if let Some(end) = self.on_message(msg, now) {
+                        if let Some(end) = self.on_message(msg, now, wall) {
                             return end;
                         }
                     }
@@ -371,12 +402,22 @@ impl Task {
                     }
                 }
                 _ = tick.tick() => {
+                    // A seed-style server that answered the hello without a
+                    // newline: its line never ends, but its prefix says enough.
+                    if !welcomed && framer.pending_bytes().starts_with(protocol::REPLY_PREFIX.as_bytes()) {
+                        return SessionEnd::Plain;
+                    }
                     for id in self.rtt.expire(Instant::now(), self.config.reply_timeout) {
                         self.emit(ClientEvent::TimedOut { id });
                     }
+                    if welcomed && self.clock.wants_probe()
+                        && let Err(e) = self.ping(&mut wr).await
+                    {
+                        return self.lost(e);
+                    }
                 }
                 _ = ping.tick(), if welcomed => {
-                    if let Err(e) = write_msg(&mut wr, &ClientMsg::Ping).await {
+                    if let Err(e) = self.ping(&mut wr).await {
                         return self.lost(e);
                     }
                 }
@@ -413,13 +454,21 @@ impl Task {
         id: u64,
         text: String,
     ) -> Result<(), ConnError> {
+        // Stamp right before the write (and the encoding, which carries the
+        // stamp): the round trip starts when the bytes go to the socket, not
+        // when the user pressed Enter. The wall clock
+        // (t1) goes into the message, with our offset estimate, so that
+        // whoever receives the relay can work out its one-way delay.
+        let at = Instant::now();
+        let sent_us = timing::wall_micros();
+        let estimate = self.clock.estimate(at);
         let line = protocol::encode(&ClientMsg::Msg {
             id,
             text: text.clone(),
+            sent_us: Some(sent_us),
+            offset_us: estimate.map(|o| o.offset_us),
+            bound_us: estimate.map(|o| o.bound_us),
         });
-        // Stamp right before the write: the round trip starts when the bytes
-        // go to the socket, not when the user pressed Enter.
-        let at = Instant::now();
         // The log line carries the same moment, so that it sorts before the
         // server's `Message Received` for it.
         let wall = eventlog::now();
@@ -429,7 +478,7 @@ impl Task {
             self.emit(ClientEvent::Queued { id });
             return Err(ConnError::Io(e));
         }
-        self.rtt.sent(id, at);
+        self.rtt.sent(id, at, sent_us);
         self.log.record_at(
             EventKind::MessageSent,
             wall,
@@ -444,14 +493,41 @@ impl Task {
         Ok(())
     }
 
-    fn on_message(&mut self, msg: ServerMsg, now: Instant) -> Option<SessionEnd> {
+    /// Writes a keepalive ping that is also a clock probe.
+    async fn ping(&mut self, wr: &mut ClientWriter) -> Result<(), ConnError> {
+        let id = self.clock.probe(Instant::now(), timing::wall_micros());
+        write_msg(wr, &ClientMsg::Ping { id }).await
+    }
+
+    /// Tells the UI the offset after a round trip that fed the filter.
+    fn clock_changed(&self, now: Instant) -> Option<Offset> {
+        let o = self.clock.estimate(now)?;
+        self.emit(ClientEvent::Clock(o));
+        Some(o)
+    }
+
+    /// Handles a line read at `now` (monotonic) and `wall` (µs since the
+    /// Unix epoch: t4 for a reply).
+    fn on_message(&mut self, msg: ServerMsg, now: Instant, wall: i64) -> Option<SessionEnd> {
         match msg {
-            ServerMsg::Reply { id, text } => {
-                let Some(rtt) = self.rtt.replied(id, now) else {
+            ServerMsg::Reply {
+                id,
+                text,
+                read_us,
+                write_us,
+            } => {
+                let Some((rtt, t1)) = self.rtt.replied(id, now) else {
                     // A reply to something we no longer track (already given
                     // up on after a reconnect): nothing to measure.
                     return None;
                 };
+                let split = match (read_us, write_us) {
+                    (Some(t2), Some(t3)) => {
+                        Some(self.clock.round_trip(rtt, t1, (t2, t3), wall, now))
+                    }
+                    _ => None,
+                };
+                let offset = split.and_then(|_| self.clock_changed(now));
                 self.log.record(
                     EventKind::MessageReceived,
                     &LogMessage::ClientReply {
@@ -459,25 +535,78 @@ impl Task {
                         server: self.peer(),
                         id,
                         rtt,
-                        server_time: None,
-                        net: None,
+                        server_time: split.map(|s| Duration::from_micros(s.server_us)),
+                        net: split.map(|s| Duration::from_micros(s.network_us)),
+                        offset: offset.map(|o| OneWayDelay {
+                            delay: chrono::TimeDelta::microseconds(o.offset_us),
+                            bound: Duration::from_micros(o.bound_us),
+                        }),
                         text: &text,
                     },
                 );
-                self.emit(ClientEvent::Reply { id, text, rtt });
+                self.emit(ClientEvent::Reply {
+                    id,
+                    text,
+                    rtt,
+                    split,
+                });
             }
-            ServerMsg::Chat { from, text, ts } => {
+            ServerMsg::Pong {
+                id,
+                read_us,
+                write_us,
+            } => {
+                if self
+                    .clock
+                    .pong(id, (read_us, write_us), wall, now)
+                    .is_some()
+                {
+                    self.clock_changed(now);
+                }
+            }
+            ServerMsg::Chat {
+                from,
+                text,
+                ts,
+                read_us,
+                sent_us,
+                offset_us,
+                bound_us,
+            } => {
+                let timing = self.clock.relay(
+                    now,
+                    wall,
+                    RelayStamps {
+                        read_us,
+                        sent_us,
+                        offset_us,
+                        bound_us,
+                    },
+                );
+                // The log's delay= is the whole one-way trip only.
+                let delay = match timing {
+                    Some(RelayTiming::OneWay(d)) => Some(OneWayDelay {
+                        delay: chrono::TimeDelta::microseconds(d.delay_us),
+                        bound: Duration::from_micros(d.bound_us),
+                    }),
+                    _ => None,
+                };
                 self.log.record(
                     EventKind::MessageReceived,
                     &LogMessage::ClientRelay {
                         name: &self.name,
                         from: &from,
                         server: self.peer(),
-                        delay: None,
+                        delay,
                         text: &text,
                     },
                 );
-                self.emit(ClientEvent::Chat { from, text, ts });
+                self.emit(ClientEvent::Chat {
+                    from,
+                    text,
+                    ts,
+                    timing,
+                });
             }
             ServerMsg::Join { name, users } => self.emit(ClientEvent::Join { name, users }),
             ServerMsg::Leave {

@@ -45,6 +45,7 @@ const RTT_KEY: &str = "rtt=";
 const SERVER_TIME_KEY: &str = "server=";
 const NET_KEY: &str = "net=";
 const DELAY_KEY: &str = "delay=";
+const OFFSET_KEY: &str = "offset=";
 const MS: &str = "ms";
 const PLUS_MINUS: char = '±';
 const LOG_FAILED: &str = "log writing failed (";
@@ -141,7 +142,7 @@ pub enum LogMessage<'a> {
         id: u64,
         text: &'a str,
     },
-    /// `Message Received`: `NAME <- server SERVER #ID rtt=X.XXXms[ server=X.XXXms][ net=Y.YYYms]: TEXT`.
+    /// `Message Received`: `NAME <- server SERVER #ID rtt=X.XXXms[ server=X.XXXms][ net=Y.YYYms][ offset=±O.OOOms±B.BBBms]: TEXT`.
     ClientReply {
         name: &'a str,
         server: &'a str,
@@ -153,6 +154,10 @@ pub enum LogMessage<'a> {
         server_time: Option<Duration>,
         /// The round trip less the server's time; `None` writes nothing.
         net: Option<Duration>,
+        /// The client's clock offset to the server after this round trip
+        /// (server minus client), so that the report can say how far each
+        /// client's clock is off; `None` writes nothing.
+        offset: Option<OneWayDelay>,
         text: &'a str,
     },
     /// `Message Received`: `NAME <- FROM via SERVER[ delay=Z.ZZZms±E.EEEms]: TEXT`,
@@ -206,7 +211,7 @@ pub struct ServerStats {
 
 /// An estimated one-way delay with its error bound (issue 8: from the
 /// sender's send to our receipt, both clocks corrected by their offsets to
-/// the server). Signed: when the bound exceeds the true delay, the estimate
+/// the server), or an estimated clock offset with its bound (same shape). Signed: when the bound exceeds the true delay, the estimate
 /// may come out below zero, and the log must say so rather than hide it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OneWayDelay {
@@ -423,6 +428,7 @@ impl fmt::Display for LogMessage<'_> {
                 rtt,
                 server_time,
                 net,
+                offset,
                 text,
             } => {
                 write!(
@@ -435,6 +441,14 @@ impl fmt::Display for LogMessage<'_> {
                 }
                 if let Some(n) = net {
                     write!(f, " {NET_KEY}{}", Ms(n))?;
+                }
+                if let Some(o) = offset {
+                    write!(
+                        f,
+                        " {OFFSET_KEY}{}{PLUS_MINUS}{}",
+                        SignedMs(o.delay),
+                        Ms(o.bound)
+                    )?;
                 }
                 write!(f, "{TEXT_START}{text}")
             }
@@ -741,6 +755,17 @@ fn parse_client_reply(text: &str) -> Option<LogMessage<'_>> {
         }
         None => None,
     };
+    let offset = match next.and_then(|w| w.strip_prefix(OFFSET_KEY)) {
+        Some(v) => {
+            next = words.next();
+            let (o, b) = v.split_once(PLUS_MINUS)?;
+            Some(OneWayDelay {
+                delay: signed_ms(o)?,
+                bound: ms(b)?,
+            })
+        }
+        None => None,
+    };
     if next.is_some() {
         return None;
     }
@@ -751,6 +776,7 @@ fn parse_client_reply(text: &str) -> Option<LogMessage<'_>> {
         rtt,
         server_time,
         net,
+        offset,
         text,
     })
 }
@@ -995,6 +1021,7 @@ mod tests {
                     rtt: us(810),
                     server_time: None,
                     net: None,
+                    offset: None,
                     text: "Server received: hello",
                 },
                 "alice <- server 127.0.0.1:7878 #1 rtt=0.810ms: Server received: hello",
@@ -1007,9 +1034,26 @@ mod tests {
                     rtt: us(940),
                     server_time: Some(us(31)),
                     net: Some(us(909)),
+                    offset: None,
                     text: "Server received: hello",
                 },
                 "alice <- server 127.0.0.1:7878 #7 rtt=0.940ms server=0.031ms net=0.909ms: Server received: hello",
+            ),
+            (
+                M::ClientReply {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    id: 8,
+                    rtt: us(940),
+                    server_time: Some(us(31)),
+                    net: Some(us(909)),
+                    offset: Some(OneWayDelay {
+                        delay: -TimeDelta::microseconds(2_000_012),
+                        bound: us(45),
+                    }),
+                    text: "x",
+                },
+                "alice <- server 127.0.0.1:7878 #8 rtt=0.940ms server=0.031ms net=0.909ms offset=-2000.012ms±0.045ms: x",
             ),
             (
                 M::ClientReply {
@@ -1019,6 +1063,7 @@ mod tests {
                     rtt: us(1_234_567),
                     server_time: Some(us(31)),
                     net: None,
+                    offset: None,
                     text: "",
                 },
                 "alice <- server 127.0.0.1:7878 #7 rtt=1234.567ms server=0.031ms: ",
@@ -1165,6 +1210,7 @@ mod tests {
                 rtt,
                 server_time: None,
                 net: None,
+                offset: None,
                 text,
             };
             // The call site's format string, with the old `format_rtt` body.
@@ -1190,6 +1236,7 @@ mod tests {
                 rtt: us(n),
                 server_time: Some(us(n / 3)),
                 net: Some(us(n - n / 3)),
+                offset: None,
                 text: "x",
             };
             let text = m.to_string();
@@ -1245,6 +1292,7 @@ mod tests {
                     rtt: us(123),
                     server_time: Some(us(4)),
                     net: Some(us(119)),
+                    offset: None,
                     text,
                 },
                 LogMessage::ClientRelay {

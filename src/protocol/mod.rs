@@ -56,15 +56,49 @@ pub enum ClientMsg {
         subscribe: bool,
     },
     /// A chat message; `id` is chosen by the client and echoed in the reply so
-    /// that round trips can be matched even while relays interleave.
-    Msg { id: u64, text: String },
+    /// that round trips can be matched even while relays interleave. The
+    /// optional stamps (see [`crate::timing`]) travel on to every receiver in
+    /// the relayed `chat`, so that each can work out the one-way delay.
+    Msg {
+        id: u64,
+        text: String,
+        /// The sender's wall clock just before it wrote this line, µs since
+        /// the Unix epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_us: Option<i64>,
+        /// The sender's clock offset to the server (server minus sender), µs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset_us: Option<i64>,
+        /// The offset's error bound, µs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bound_us: Option<u64>,
+    },
     /// Change display name.
     Nick { name: String },
     /// Start or stop receiving the server's event stream.
     Subscribe { on: bool },
-    /// Nothing to do: keeps a quiet but present client (someone who only
-    /// reads) from being closed by the server's idle timeout.
-    Ping,
+    /// Keeps a quiet but present client (someone who only reads) from being
+    /// closed by the server's idle timeout. With an `id`, it asks for a
+    /// `pong` carrying the server's stamps: a round trip that measures the
+    /// clock offset without a message to the room (servers that predate it
+    /// ignore the id and answer nothing).
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    },
+}
+
+impl ClientMsg {
+    /// A chat message without stamps.
+    pub fn msg(id: u64, text: impl Into<String>) -> ClientMsg {
+        ClientMsg::Msg {
+            id,
+            text: text.into(),
+            sent_us: None,
+            offset_us: None,
+            bound_us: None,
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -91,13 +125,38 @@ pub enum ServerMsg {
         /// Run by a chat TUI in its own process (see [`EMBEDDED_MARK`]).
         embedded: bool,
     },
-    /// Answer to one `msg`, carrying its id.
-    Reply { id: u64, text: String },
-    /// Someone else's message, relayed. `ts` is the server's local time.
+    /// Answer to one `msg`, carrying its id, and the server's wall clock (µs
+    /// since the Unix epoch) when it read the message and just before it
+    /// wrote this reply: t2 and t3 of NTP's four timestamps.
+    Reply {
+        id: u64,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        read_us: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        write_us: Option<i64>,
+    },
+    /// Answer to a `ping` with an id: the server's read and write times only.
+    Pong {
+        id: u64,
+        read_us: i64,
+        write_us: i64,
+    },
+    /// Someone else's message, relayed. `ts` is the server's local time;
+    /// `read_us` the server's wall clock when it read the original; the rest
+    /// are the sender's stamps from its `msg`, passed on as they came.
     Chat {
         from: String,
         text: String,
         ts: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        read_us: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_us: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset_us: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bound_us: Option<u64>,
     },
     /// Someone joined; `users` is the room size afterwards.
     Join { name: String, users: usize },
@@ -125,6 +184,35 @@ pub enum ServerMsg {
         msgs_per_sec: f64,
         uptime_secs: u64,
     },
+}
+
+impl ServerMsg {
+    /// A reply without the server's stamps (as servers before them sent).
+    pub fn reply(id: u64, text: impl Into<String>) -> ServerMsg {
+        ServerMsg::Reply {
+            id,
+            text: text.into(),
+            read_us: None,
+            write_us: None,
+        }
+    }
+
+    /// A relayed message without stamps.
+    pub fn chat(
+        from: impl Into<String>,
+        text: impl Into<String>,
+        ts: impl Into<String>,
+    ) -> ServerMsg {
+        ServerMsg::Chat {
+            from: from.into(),
+            text: text.into(),
+            ts: ts.into(),
+            read_us: None,
+            sent_us: None,
+            offset_us: None,
+            bound_us: None,
+        }
+    }
 }
 
 /// Appended to the welcome's `server` text by an embedded server (one a chat
@@ -302,14 +390,59 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        let m = ClientMsg::Msg {
-            id: 7,
-            text: "héllo \"x\" 🎉".into(),
-        };
+        let m = ClientMsg::msg(7, "héllo \"x\" 🎉");
         let line = encode(&m);
         assert!(line.ends_with('\n'));
         let back: ClientMsg = decode(line.trim_end().as_bytes()).expect("decodes");
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn stamps_are_optional_and_old_lines_stay_the_same() {
+        // Without stamps, the bytes are what they always were.
+        assert_eq!(
+            encode(&ClientMsg::msg(1, "hi")),
+            "{\"type\":\"msg\",\"id\":1,\"text\":\"hi\"}\n"
+        );
+        assert_eq!(
+            encode(&ClientMsg::Ping { id: None }),
+            "{\"type\":\"ping\"}\n"
+        );
+        assert_eq!(
+            encode(&ServerMsg::reply(1, "Server received: hi")),
+            "{\"type\":\"reply\",\"id\":1,\"text\":\"Server received: hi\"}\n"
+        );
+        // An old client's lines decode with no stamps; a new one's round-trip.
+        let old: ServerMsg =
+            decode(br#"{"type":"chat","from":"a","text":"x","ts":"t"}"#).expect("decodes");
+        assert_eq!(old, ServerMsg::chat("a", "x", "t"));
+        let m = ClientMsg::Msg {
+            id: 2,
+            text: "x".into(),
+            sent_us: Some(1_764_000_000_000_000),
+            offset_us: Some(-2_000_012),
+            bound_us: Some(45),
+        };
+        let line = encode(&m);
+        assert_eq!(
+            line,
+            "{\"type\":\"msg\",\"id\":2,\"text\":\"x\",\"sent_us\":1764000000000000,\"offset_us\":-2000012,\"bound_us\":45}\n"
+        );
+        assert_eq!(decode::<ClientMsg>(line.trim_end().as_bytes()), Ok(m));
+        // An old server takes a ping with an id as a plain ping.
+        assert_eq!(
+            decode::<ClientMsg>(br#"{"type":"ping","id":9}"#),
+            Ok(ClientMsg::Ping { id: Some(9) })
+        );
+        let pong = ServerMsg::Pong {
+            id: 9,
+            read_us: 5,
+            write_us: 7,
+        };
+        assert_eq!(
+            decode::<ServerMsg>(encode(&pong).trim_end().as_bytes()).expect("decodes"),
+            pong
+        );
     }
 
     #[test]
@@ -355,16 +488,10 @@ mod tests {
         ));
         // Brackets inside strings are text, not nesting.
         let text = "[".repeat(100);
-        let line = encode(&ClientMsg::Msg {
-            id: 1,
-            text: text.clone(),
-        });
+        let line = encode(&ClientMsg::msg(1, text.clone()));
         let back: ClientMsg = decode(line.trim_end().as_bytes()).expect("decodes");
-        assert_eq!(back, ClientMsg::Msg { id: 1, text });
-        let escaped = encode(&ClientMsg::Msg {
-            id: 2,
-            text: "\\\"[[[[[[[[[[".into(),
-        });
+        assert_eq!(back, ClientMsg::msg(1, text));
+        let escaped = encode(&ClientMsg::msg(2, "\\\"[[[[[[[[[["));
         assert!(decode::<ClientMsg>(escaped.trim_end().as_bytes()).is_ok());
     }
 

@@ -16,6 +16,7 @@ use super::{
 use crate::eventlog;
 use crate::latency::Latency;
 use crate::latency::hist::{SIGFIG, micros, new_hist, record};
+use crate::timing::summary::TimingSummary;
 
 /// Significant figures of each client's histograms: two (13 KB each at a
 /// one-second maximum) keep a thousand clients well inside the memory
@@ -129,6 +130,8 @@ pub(crate) struct Analyser<'o> {
     clients: HashMap<String, ClientHists>,
     pairing: HashMap<String, Pairing>,
     kinds: HashMap<String, u64>,
+    /// Server, network and one-way times and each client's offset.
+    timing: TimingSummary,
     /// Connections open now, by origin.
     open_server: i64,
     open_other: i64,
@@ -161,6 +164,7 @@ impl<'o> Analyser<'o> {
                 peak_connections: 0,
                 seconds: Vec::new(),
                 stats: Vec::new(),
+                timing: TimingSummary::new().finish(),
             },
             first: None,
             last: None,
@@ -175,6 +179,7 @@ impl<'o> Analyser<'o> {
             clients: HashMap::new(),
             pairing: HashMap::new(),
             kinds: HashMap::new(),
+            timing: TimingSummary::new(),
             open_server: 0,
             open_other: 0,
         }
@@ -291,6 +296,7 @@ impl<'o> Analyser<'o> {
 
     /// A client received something: an RTT to record, or a reply to pair.
     fn received(&mut self, line: Received<'_>, t: NaiveDateTime, precise: bool) {
+        self.timed(&line);
         if let Some(rtt) = line.rtt() {
             let us = micros(rtt);
             record(&mut self.rtt, us);
@@ -363,12 +369,32 @@ impl<'o> Analyser<'o> {
     }
 
     /// The report of a log of `lines` lines.
+    /// Where the time went, from a chatmon client's reply or relay line.
+    fn timed(&mut self, line: &Received<'_>) {
+        let t = line.timing();
+        if let Some((server, net)) = t.split {
+            self.timing.round_trip(micros(server), micros(net));
+        }
+        if let Some(o) = t.offset {
+            self.timing.offset(
+                line.client(),
+                o.delay.num_microseconds().unwrap_or(i64::MAX),
+                micros(o.bound),
+            );
+        }
+        if let Some(d) = t.delay {
+            self.timing
+                .relay(d.delay.num_microseconds().unwrap_or(i64::MAX));
+        }
+    }
+
     pub(crate) fn finish(mut self, lines: u64) -> LogReport {
         if let Some(s) = self.cur_sec {
             self.buckets.entry(s).or_default().merge(&self.cur);
         }
         let mut r = self.r;
         r.lines = lines;
+        r.timing = self.timing.finish();
         r.first_time = self.first.map(eventlog::format_time);
         r.last_time = self.last.map(eventlog::format_time);
         r.kinds = self.kinds.into_iter().collect();

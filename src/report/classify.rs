@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::eventlog::{self, EventKind, LogMessage};
+use crate::eventlog::{self, EventKind, LogMessage, OneWayDelay};
 use crate::protocol::REPLY_PREFIX;
 
 /// What one event means to the report.
@@ -49,6 +49,19 @@ pub(crate) struct Received<'a> {
     client: &'a str,
     rtt: Option<Duration>,
     reply: bool,
+    /// Where the time went, from a chatmon client's reply or relay line.
+    timing: Timing,
+}
+
+/// The figures a chatmon client's line carries about where the time went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Timing {
+    /// `server=` and `net=` of a reply line.
+    pub(crate) split: Option<(Duration, Duration)>,
+    /// `offset=` of a reply line.
+    pub(crate) offset: Option<OneWayDelay>,
+    /// `delay=` of a relay line.
+    pub(crate) delay: Option<OneWayDelay>,
 }
 
 impl<'a> Received<'a> {
@@ -62,6 +75,12 @@ impl<'a> Received<'a> {
     #[inline]
     pub(crate) fn client(&self) -> &'a str {
         self.client
+    }
+
+    /// Where the time went, as far as the line says.
+    #[inline]
+    pub(crate) fn timing(&self) -> Timing {
+        self.timing
     }
 
     /// Whether it is a server's reply (`Server received: ...`) rather than
@@ -99,15 +118,31 @@ pub(crate) fn classify<'a>(kind: &str, message: &'a str) -> Record<'a> {
     let connection = |from_server, delta| Record::Connection { from_server, delta };
     match LogMessage::parse(&kind, message) {
         M::ServerReceived { .. } => Record::ServerReceived,
-        M::ClientReply { name, rtt, .. } => Record::ClientReceived(Received {
+        M::ClientReply {
+            name,
+            rtt,
+            server_time,
+            net,
+            offset,
+            ..
+        } => Record::ClientReceived(Received {
             client: name,
             rtt: Some(rtt),
             reply: true,
+            timing: Timing {
+                split: server_time.zip(net),
+                offset,
+                delay: None,
+            },
         }),
-        M::ClientRelay { name, .. } => Record::ClientReceived(Received {
+        M::ClientRelay { name, delay, .. } => Record::ClientReceived(Received {
             client: name,
             rtt: None,
             reply: false,
+            timing: Timing {
+                delay,
+                ..Timing::default()
+            },
         }),
         M::ClientSent { name, .. } => Record::ClientSent { client: name },
         M::ServerConnected { .. } => connection(true, 1),
@@ -131,6 +166,7 @@ fn classify_foreign<'a>(kind: &EventKind, message: &'a str) -> Record<'a> {
             client: client_before(message, " <- "),
             rtt: eventlog::rtt_from_message(message),
             reply: message.contains(REPLY_PREFIX),
+            timing: Timing::default(),
         }),
         EventKind::MessageSent if !from_server => Record::ClientSent {
             client: client_before(message, " -> "),

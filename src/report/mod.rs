@@ -175,6 +175,9 @@ pub struct LogReport {
     pub peak_connections: i64,
     pub seconds: Vec<Second>,
     pub stats: Vec<StatsPoint>,
+    /// Where the time goes: server, network and one-way relay times, and
+    /// each client's clock offset, from chatmon clients' lines.
+    pub timing: crate::timing::summary::TimingReport,
 }
 
 /// Analyses a log from any reader.
@@ -303,5 +306,34 @@ mod tests {
         let open: Vec<i64> = r.seconds.iter().map(|s| s.connections).collect();
         // Never below zero for a disconnection the log did not see connect.
         assert_eq!(open, [1, 2, 1, 0]);
+    }
+
+    #[test]
+    fn where_the_time_goes_from_client_lines() {
+        let r = run(
+            "Message Received: 2026-01-02 03:04:07.000100 - ahead <- server 127.0.0.1:7878 #1 rtt=0.940ms server=0.031ms net=0.909ms offset=-2000.012ms±0.045ms: Server received: hi\n\
+             Message Received: 2026-01-02 03:04:07.000200 - ahead <- server 127.0.0.1:7878 #2 rtt=0.500ms server=0.020ms net=0.480ms offset=-2000.010ms±0.040ms: Server received: yo\n\
+             Message Received: 2026-01-02 03:04:05.000300 - honest <- ahead via 127.0.0.1:7878 delay=0.410ms±0.060ms: hi\n\
+             Message Received: 2026-01-02 03:04:05.000400 - honest <- ahead via 127.0.0.1:7878: old sender\n",
+        );
+        let t = &r.timing;
+        assert_eq!(t.server.count, 2);
+        assert_eq!(t.server.max_us, 31);
+        assert_eq!(t.network.min_us, 480);
+        assert_eq!(t.relay.count, 1);
+        assert_eq!(t.relay.p50_us, 410);
+        assert_eq!(t.offsets.len(), 1);
+        assert_eq!(t.offsets[0].client, "ahead");
+        assert_eq!(t.offsets[0].median_us, -2_000_012);
+        assert_eq!(t.offsets[0].bound_us, 40);
+        let text = render_text(&r);
+        assert!(text.contains("where the time goes"), "{text}");
+        assert!(
+            text.contains("ahead") && text.contains("-2000.012 ± 0.040"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["timing"]["relay"]["p50_us"], 410);
+        assert_eq!(json["timing"]["offsets"][0]["median_us"], -2_000_012);
     }
 }

@@ -35,6 +35,11 @@ pub fn render_text(r: &LogReport) -> String {
     s.push('\n');
     latency_table(&mut s, r);
     s.push('\n');
+    let timing = crate::timing::summary::render_text(&r.timing);
+    if !timing.is_empty() {
+        s.push_str(&timing);
+        s.push('\n');
+    }
     let _ = writeln!(
         s,
         "throughput: {} messages, mean {:.1}/s, peak {}/s over {} seconds with events ({})",

@@ -42,6 +42,9 @@ pub struct ChatOptions {
     /// Speak TLS to the server (`--tls`); never with a local server, which
     /// would have no certificate.
     pub tls: Option<TlsClient>,
+    /// Speak the seed's plain protocol (`Server received: T`) from the start
+    /// instead of only when the server answers the hello that way.
+    pub plain: bool,
 }
 
 /// Ticks for live figures (pending timers, msg/s, reconnect countdown).
@@ -89,6 +92,7 @@ async fn run_async(
     let mut config = ClientConfig::new(opts.server.clone(), opts.name.clone());
     config.token = opts.token.clone();
     config.tls = opts.tls.clone();
+    config.plain = opts.plain;
     // The stream makes the log panel work for remote servers; lines that
     // also reach the tailed file are shown once.
     config.subscribe = true;
@@ -147,7 +151,7 @@ async fn run_async(
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot watch SIGHUP")?;
     let mut dirty = true;
-    // Test only (tests/faults_tui.rs): `CHATMON_TEST_PANIC=1` panics right
+    // Test only (tests/it/tui_faults.rs): `CHATMON_TEST_PANIC=1` panics right
     // after the first frame, to prove the terminal is restored on a panic.
     let test_panic = std::env::var_os("CHATMON_TEST_PANIC").is_some_and(|v| v == "1");
     let mut last_draw: Option<Instant> = None;
@@ -261,7 +265,7 @@ fn on_client_event(app: &mut App, ev: ClientEvent, local: &mut LocalServer) {
     app.on_client(ev, Instant::now());
 }
 
-fn on_tail(app: &mut App, up: Result<tail::TailUpdate, String>) {
+fn on_tail(app: &mut App, up: Result<tail::TailUpdate, tail::TailError>) {
     match up {
         Ok(u) => {
             if let Some(r) = u.reset {
@@ -271,7 +275,7 @@ fn on_tail(app: &mut App, up: Result<tail::TailUpdate, String>) {
                 app.push_log(LogSource::File, l);
             }
         }
-        Err(e) => app.set_log_note(e),
+        Err(e) => app.set_log_note(e.to_string()),
     }
 }
 

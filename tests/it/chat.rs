@@ -3,7 +3,7 @@
 
 use chatmon::protocol::{self, ClientMsg, ServerMsg};
 
-use crate::util::{Chat, Plain, TestServer, WAIT, assert_log_parses};
+use crate::util::{Chat, Plain, TestServer, WAIT, assert_log_parses, unstamped};
 
 #[test]
 fn three_clients_reply_relay_and_presence() {
@@ -41,23 +41,28 @@ fn three_clients_reply_relay_and_presence() {
     alice.say(7, "hi all");
     alice.say(8, "second");
     assert_eq!(
-        alice.recv(),
-        ServerMsg::Reply {
-            id: 7,
-            text: "Server received: hi all".into()
-        }
+        unstamped(alice.recv()),
+        ServerMsg::reply(7, "Server received: hi all")
     );
     assert_eq!(
-        alice.recv(),
-        ServerMsg::Reply {
-            id: 8,
-            text: "Server received: second".into()
-        }
+        unstamped(alice.recv()),
+        ServerMsg::reply(8, "Server received: second")
     );
     for peer in [&mut bob, &mut carol] {
         for want in ["hi all", "second"] {
             match peer.recv() {
-                ServerMsg::Chat { from, text, ts } => {
+                ServerMsg::Chat {
+                    from,
+                    text,
+                    ts,
+                    read_us,
+                    sent_us,
+                    ..
+                } => {
+                    // The server's read time of the original; the test
+                    // client's msg carried no stamps of its own.
+                    assert!(read_us.is_some());
+                    assert_eq!(sent_us, None);
                     assert_eq!(from, "alice");
                     assert_eq!(text, want);
                     assert_eq!(ts.len(), 26, "{ts}");
@@ -70,11 +75,8 @@ fn three_clients_reply_relay_and_presence() {
     // Bob talks while Alice's messages are relayed: ids, not order, match.
     bob.say(1, "from bob");
     assert_eq!(
-        bob.recv(),
-        ServerMsg::Reply {
-            id: 1,
-            text: "Server received: from bob".into()
-        }
+        unstamped(bob.recv()),
+        ServerMsg::reply(1, "Server received: from bob")
     );
     assert!(matches!(alice.recv(), ServerMsg::Chat { from, .. } if from == "bob"));
 
@@ -148,11 +150,8 @@ fn malformed_chat_lines_get_errors_and_the_session_goes_on() {
     assert!(matches!(a.recv(), ServerMsg::Error { message } if message.contains("UTF-8")));
     a.say(1, "fine");
     assert_eq!(
-        a.recv(),
-        ServerMsg::Reply {
-            id: 1,
-            text: "Server received: fine".into()
-        }
+        unstamped(a.recv()),
+        ServerMsg::reply(1, "Server received: fine")
     );
 }
 
@@ -175,21 +174,15 @@ fn a_chat_line_split_across_pauses_is_one_message() {
     c.send(b.as_bytes());
     let welcome: ServerMsg = protocol::decode(c.line().as_bytes()).expect("welcome");
     assert!(matches!(welcome, ServerMsg::Welcome { .. }), "{welcome:?}");
-    let line = protocol::encode(&ClientMsg::Msg {
-        id: 1,
-        text: "x".repeat(2000),
-    });
+    let line = protocol::encode(&ClientMsg::msg(1, "x".repeat(2000)));
     let (a, b) = line.split_at(1000);
     c.send(a.as_bytes());
     std::thread::sleep(std::time::Duration::from_millis(100));
     c.send(b.as_bytes());
     let reply: ServerMsg = protocol::decode(c.line().as_bytes()).expect("reply");
     assert_eq!(
-        reply,
-        ServerMsg::Reply {
-            id: 1,
-            text: format!("Server received: {}", "x".repeat(2000))
-        }
+        unstamped(reply),
+        ServerMsg::reply(1, format!("Server received: {}", "x".repeat(2000)))
     );
 }
 
@@ -203,7 +196,7 @@ fn a_client_that_only_reads_is_not_closed_as_idle() {
     // Pings spanning twice the idle timeout: the marker that it would have
     // been closed by now if pings did not count.
     let pings = (2 * IDLE.as_millis() / PING_EVERY.as_millis()) as u64;
-    let ping_len = protocol::encode(&ClientMsg::Ping).len() as u64;
+    let ping_len = protocol::encode(&ClientMsg::Ping { id: None }).len() as u64;
     let ts = TestServer::with(|c| c.idle_timeout = Some(IDLE));
     let bytes_in = || ts.server().counters().bytes_in.load(Ordering::Relaxed);
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -155,10 +155,7 @@ fn chat_load(addr: SocketAddr, n: usize) -> Vec<String> {
     let mut got = Vec::new();
     let mut line = String::new();
     for id in 0..100_000u64 {
-        let msg = protocol::encode(&ClientMsg::Msg {
-            id,
-            text: format!("load-{n}-{id}"),
-        });
+        let msg = protocol::encode(&ClientMsg::msg(id, format!("load-{n}-{id}")));
         if w.write_all(msg.as_bytes()).is_err() {
             break;
         }

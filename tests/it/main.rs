@@ -7,6 +7,9 @@
 //! its process (it counts the process's threads and descriptors) reruns
 //! itself in a fresh copy of the binary: see `util::process::alone`.
 
+// Test and bench code: a failed unwrap is a failed run, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod util;
 
 /// `chatmon bench` against chatmon and against small servers written here.
@@ -35,6 +38,9 @@ mod security;
 mod server;
 /// The event stream and periodic stats, and the TUI state they feed.
 mod stream;
+/// Where the time goes: two real clients with skewed clocks (faketime), and
+/// the TUI against seed-style plain servers.
+mod timing;
 /// TLS on the chat port, the metrics endpoint and the clients: real
 /// clients (openssl, Python), errors in words, reloads, bad handshakes.
 mod tls;

@@ -34,10 +34,23 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
                 token,
                 subscribe,
             }),
-        (any::<u64>(), text()).prop_map(|(id, text)| ClientMsg::Msg { id, text }),
+        (
+            any::<u64>(),
+            text(),
+            any::<Option<i64>>(),
+            any::<Option<i64>>(),
+            any::<Option<u64>>()
+        )
+            .prop_map(|(id, text, sent_us, offset_us, bound_us)| ClientMsg::Msg {
+                id,
+                text,
+                sent_us,
+                offset_us,
+                bound_us
+            }),
         text().prop_map(|name| ClientMsg::Nick { name }),
         any::<bool>().prop_map(|on| ClientMsg::Subscribe { on }),
-        Just(ClientMsg::Ping),
+        any::<Option<u64>>().prop_map(|id| ClientMsg::Ping { id }),
     ]
 }
 
@@ -50,8 +63,40 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
             embedded: server.ends_with(protocol::EMBEDDED_MARK),
             server,
         }),
-        (any::<u64>(), text()).prop_map(|(id, text)| ServerMsg::Reply { id, text }),
-        (text(), text(), text()).prop_map(|(from, text, ts)| ServerMsg::Chat { from, text, ts }),
+        (
+            any::<u64>(),
+            text(),
+            any::<Option<i64>>(),
+            any::<Option<i64>>()
+        )
+            .prop_map(|(id, text, read_us, write_us)| ServerMsg::Reply {
+                id,
+                text,
+                read_us,
+                write_us
+            }),
+        (any::<u64>(), any::<i64>(), any::<i64>()).prop_map(|(id, read_us, write_us)| {
+            ServerMsg::Pong {
+                id,
+                read_us,
+                write_us,
+            }
+        }),
+        (
+            (text(), text(), text()),
+            any::<(Option<i64>, Option<i64>, Option<i64>, Option<u64>)>()
+        )
+            .prop_map(
+                |((from, text, ts), (read_us, sent_us, offset_us, bound_us))| ServerMsg::Chat {
+                    from,
+                    text,
+                    ts,
+                    read_us,
+                    sent_us,
+                    offset_us,
+                    bound_us
+                }
+            ),
         (text(), any::<usize>()).prop_map(|(name, users)| ServerMsg::Join { name, users }),
         (text(), any::<usize>(), text()).prop_map(|(name, users, reason)| ServerMsg::Leave {
             name,

@@ -12,7 +12,7 @@ use chatmon::server::{Server, ServerConfig};
 
 use crate::util::clients::hello_line;
 use crate::util::process::{self, Serve, ServeCmd};
-use crate::util::{Chat, Plain, TestServer, assert_log_parses, file_lines, wait_for};
+use crate::util::{Chat, Plain, TestServer, assert_log_parses, file_lines, unstamped, wait_for};
 
 const TOKEN: &str = "s3cret-Token-9f2c";
 
@@ -63,11 +63,8 @@ fn chat_sessions_need_the_token_and_failures_are_logged_without_it() {
     let mut a = Chat::join_with(ts.addr, "alice", Some(TOKEN), false);
     a.say(1, "in");
     assert_eq!(
-        a.recv(),
-        ServerMsg::Reply {
-            id: 1,
-            text: "Server received: in".into()
-        }
+        unstamped(a.recv()),
+        ServerMsg::reply(1, "Server received: in")
     );
     // Both failures are logged with the peer address; no token ever is.
     for port in [missing_port, wrong_port] {

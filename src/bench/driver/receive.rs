@@ -88,10 +88,24 @@ fn record_reply(p: &InFlight, sh: &RowShared, res: &mut ClientResult, now: Insta
 
 fn chat_line(line: &[u8], sh: &RowShared, tx: &mut Sender, res: &mut ClientResult, now: Instant) {
     match protocol::decode::<ServerMsg>(line) {
-        Ok(ServerMsg::Reply { id, .. }) => match tx.take_answered(id) {
+        Ok(ServerMsg::Reply {
+            id,
+            read_us,
+            write_us,
+            ..
+        }) => match tx.take_answered(id) {
             Some((stale, p)) => {
                 if stale > 0 {
                     res.error(stale, || format!("replies before #{id} never came"));
+                }
+                if p.measured
+                    && let (Some(r), Some(w)) = (read_us, write_us)
+                {
+                    let rtt = now.saturating_duration_since(p.intended);
+                    let server =
+                        Duration::from_micros(w.saturating_sub(r).max(0).unsigned_abs()).min(rtt);
+                    res.server.record(server);
+                    res.network.record(rtt - server);
                 }
                 record_reply(&p, sh, res, now);
             }

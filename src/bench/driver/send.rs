@@ -150,7 +150,7 @@ impl Sender {
                     while text.len() < sh.size {
                         text.push('x');
                     }
-                    let line = protocol::encode(&ClientMsg::Msg { id: self.k, text });
+                    let line = protocol::encode(&ClientMsg::msg(self.k, text));
                     self.out.extend_from_slice(line.as_bytes());
                 }
             }

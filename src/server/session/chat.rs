@@ -8,6 +8,7 @@ use std::thread;
 
 use crate::eventlog::{self, EventKind, LogMessage};
 use crate::protocol::{self, ClientMsg, PROTOCOL_VERSION, ServerMsg};
+use crate::timing;
 
 use super::super::conn::DisconnectReason;
 use super::super::outbox::{Outbox, writer_loop};
@@ -16,6 +17,16 @@ use super::{Mode, Session};
 
 /// Stack for a chat client's writer thread, which only copies bytes.
 const WRITER_STACK: usize = 64 * 1024;
+
+/// The sender's stamps on a `msg`, passed on untouched in its relay: the
+/// server does not interpret another machine's clock.
+struct SenderStamps {
+    /// The sender's wall clock at its write, µs since the Unix epoch.
+    sent_us: Option<i64>,
+    /// The sender's clock offset to this server, and its bound, µs.
+    offset_us: Option<i64>,
+    bound_us: Option<u64>,
+}
 
 impl Session {
     pub(super) fn hello(&mut self, line: &[u8]) -> bool {
@@ -146,7 +157,21 @@ impl Session {
             }
         };
         match msg {
-            ClientMsg::Msg { id, text } => self.chat_msg(id, text),
+            ClientMsg::Msg {
+                id,
+                text,
+                sent_us,
+                offset_us,
+                bound_us,
+            } => self.chat_msg(
+                id,
+                text,
+                SenderStamps {
+                    sent_us,
+                    offset_us,
+                    bound_us,
+                },
+            ),
             ClientMsg::Nick { name } => self.nick(name),
             ClientMsg::Subscribe { on } => {
                 let outbox = self
@@ -160,7 +185,13 @@ impl Session {
                 }
                 true
             }
-            ClientMsg::Ping => true,
+            ClientMsg::Ping { id: None } => true,
+            // A clock probe: answered at once, stamped like a reply.
+            ClientMsg::Ping { id: Some(id) } => self.write_msg(&ServerMsg::Pong {
+                id,
+                read_us: self.read_us,
+                write_us: timing::wall_micros(),
+            }),
             ClientMsg::Hello { .. } => {
                 self.sh
                     .error_as(ErrorKind::Malformed, &self.who, "second hello refused");
@@ -169,7 +200,7 @@ impl Session {
         }
     }
 
-    fn chat_msg(&mut self, id: u64, text: String) -> bool {
+    fn chat_msg(&mut self, id: u64, text: String, stamps: SenderStamps) -> bool {
         let Mode::Chat { name } = &self.mode else {
             return true;
         };
@@ -191,9 +222,12 @@ impl Session {
             },
         );
         let reply_text = protocol::reply_text(&text);
+        // Stamped as late as the encoding allows: t3 of the four timestamps.
         if !self.write_msg(&ServerMsg::Reply {
             id,
             text: reply_text.clone(),
+            read_us: Some(self.read_us),
+            write_us: Some(timing::wall_micros()),
         }) {
             return false;
         }
@@ -213,6 +247,10 @@ impl Session {
                 from: name.clone(),
                 text,
                 ts: eventlog::format_time(now),
+                read_us: Some(self.read_us),
+                sent_us: stamps.sent_us,
+                offset_us: stamps.offset_us,
+                bound_us: stamps.bound_us,
             });
             self.sh.relay(line.into(), Some(self.conn.id));
         }

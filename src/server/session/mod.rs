@@ -50,6 +50,10 @@ pub(super) struct Session {
     /// When the frame being handled was taken up: the start of the server's
     /// read-to-reply time.
     handling_since: Instant,
+    /// The wall clock (µs since the Unix epoch) when the frame being handled
+    /// was taken up, in chat sessions: t2 of the four timestamps, on the
+    /// reply and on the relays of the message.
+    read_us: i64,
     /// The client was told its current line is too long while it was still
     /// arriving; its end needs no second error.
     warned_long: bool,
@@ -69,6 +73,7 @@ impl Session {
             who,
             warned_long: false,
             handling_since: Instant::now(),
+            read_us: 0,
             reply_buf: String::new(),
         }
     }
@@ -214,6 +219,9 @@ impl Session {
     /// Handles one frame; `false` ends the session.
     fn handle(&mut self, frame: Frame) -> bool {
         self.handling_since = Instant::now();
+        if matches!(self.mode, Mode::Chat { .. }) {
+            self.read_us = crate::timing::wall_micros();
+        }
         let line = match frame {
             Frame::TooLong { .. } if self.warned_long => {
                 // Already told while it was arriving.

@@ -59,11 +59,11 @@ impl Session {
             return false;
         }
         if self.sh.hub.members_len() > 0 {
-            let line = protocol::encode(&ServerMsg::Chat {
-                from: self.who.clone(),
-                text: text.to_string(),
-                ts: eventlog::format_time(now),
-            });
+            let line = protocol::encode(&ServerMsg::chat(
+                self.who.clone(),
+                text,
+                eventlog::format_time(now),
+            ));
             self.sh.relay(line.into(), Some(self.conn.id));
         }
         true

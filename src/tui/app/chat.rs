@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 
+use crate::timing::{RelayTiming, Sample};
+
 use super::{MAX_SCROLL, scrolled};
 
 /// Lines of chat history kept; older ones are dropped.
@@ -28,6 +30,8 @@ pub(crate) enum MsgStatus {
     Replied {
         rtt: Duration,
         reply: String,
+        /// Server and network time, when the server stamped its reply.
+        split: Option<Sample>,
     },
     TimedOut {
         since: Instant,
@@ -59,6 +63,8 @@ pub(crate) enum Entry {
         /// The server's time of the message; `None` when the server sent a
         /// time that does not parse (it is then shown blank).
         time: Option<NaiveDateTime>,
+        /// How long it took to reach us, when the stamps allow saying.
+        timing: Option<RelayTiming>,
     },
     Notice {
         text: String,

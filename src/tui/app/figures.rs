@@ -5,6 +5,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::timing::Offset;
+
 /// Round-trip samples kept for the figures.
 pub(crate) const RTT_SAMPLES: usize = 10_000;
 /// Window for messages per second.
@@ -43,6 +45,25 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Server and network time over the kept samples (µs), nearest rank.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct SplitFigures {
+    pub(crate) count: usize,
+    pub(crate) server_p50: u64,
+    pub(crate) server_p99: u64,
+    pub(crate) net_p50: u64,
+    pub(crate) net_p99: u64,
+}
+
+/// Nearest-rank percentile of sorted µs: `sorted[ceil(p*n) - 1]`.
+fn percentile_us(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 /// The latency, sparkline and server panels' data.
 #[derive(Debug, Default)]
 pub(crate) struct Figures {
@@ -54,6 +75,12 @@ pub(crate) struct Figures {
     rtt: RttFigures,
     /// `None` until the server streams its first figures.
     server: Option<ServerFigures>,
+    /// Server and network time (µs) of recent stamped replies, oldest first.
+    splits: VecDeque<(u64, u64)>,
+    /// Statistics of `splits`.
+    split: SplitFigures,
+    /// The clock offset to the server, as the connection last estimated it.
+    offset: Option<Offset>,
 }
 
 impl Figures {
@@ -64,6 +91,37 @@ impl Figures {
     /// Round trips, oldest first.
     pub(crate) fn rtts(&self) -> impl DoubleEndedIterator<Item = Duration> + ExactSizeIterator {
         self.rtts.iter().map(|(_, d)| *d)
+    }
+
+    pub(crate) fn split(&self) -> &SplitFigures {
+        &self.split
+    }
+
+    pub(crate) fn offset(&self) -> Option<Offset> {
+        self.offset
+    }
+
+    pub(crate) fn set_offset(&mut self, offset: Offset) {
+        self.offset = Some(offset);
+    }
+
+    /// A stamped reply's server and network time, in µs.
+    pub(crate) fn record_split(&mut self, server_us: u64, net_us: u64) {
+        self.splits.push_back((server_us, net_us));
+        while self.splits.len() > RTT_SAMPLES {
+            self.splits.pop_front();
+        }
+        let mut s: Vec<u64> = self.splits.iter().map(|v| v.0).collect();
+        let mut n: Vec<u64> = self.splits.iter().map(|v| v.1).collect();
+        s.sort_unstable();
+        n.sort_unstable();
+        self.split = SplitFigures {
+            count: s.len(),
+            server_p50: percentile_us(&s, 0.50),
+            server_p99: percentile_us(&s, 0.99),
+            net_p50: percentile_us(&n, 0.50),
+            net_p99: percentile_us(&n, 0.99),
+        };
     }
 
     pub(crate) fn server(&self) -> Option<&ServerFigures> {

@@ -191,8 +191,10 @@ impl App {
                 users,
                 server: _,
                 embedded,
+                plain,
             } => {
                 self.status.set_server_embedded(embedded);
+                self.status.set_plain(plain);
                 let was_down = matches!(self.status.conn(), ConnState::Disconnected { .. });
                 self.status.set_conn(ConnState::Connected);
                 self.status.set_name(name.clone());
@@ -200,6 +202,12 @@ impl App {
                 let verb = if was_down { "reconnected" } else { "connected" };
                 let msg = format!("{verb} to {} as {name}", self.status.server());
                 self.notice(Level::Info, msg);
+                if plain {
+                    self.notice(
+                        Level::Info,
+                        "a plain server (the seed's protocol): replies and round trips only, no room",
+                    );
+                }
             }
             ClientEvent::Disconnected {
                 reason, retry_in, ..
@@ -226,12 +234,25 @@ impl App {
                     *s = MsgStatus::Pending { since: now };
                 }
             }
-            ClientEvent::Reply { id, text, rtt } => {
+            ClientEvent::Reply {
+                id,
+                text,
+                rtt,
+                split,
+            } => {
                 if let Some(s) = self.chat.status_of(id) {
-                    *s = MsgStatus::Replied { rtt, reply: text };
+                    *s = MsgStatus::Replied {
+                        rtt,
+                        reply: text,
+                        split,
+                    };
+                }
+                if let Some(sp) = split {
+                    self.figures.record_split(sp.server_us, sp.network_us);
                 }
                 self.figures.record_reply(id, rtt, now);
             }
+            ClientEvent::Clock(offset) => self.figures.set_offset(offset),
             ClientEvent::TimedOut { id } => {
                 if let Some(s) = self.chat.status_of(id)
                     && matches!(s, MsgStatus::Pending { .. })
@@ -244,9 +265,19 @@ impl App {
                     *s = MsgStatus::Undelivered { reason };
                 }
             }
-            ClientEvent::Chat { from, text, ts } => {
+            ClientEvent::Chat {
+                from,
+                text,
+                ts,
+                timing,
+            } => {
                 let time = chrono::NaiveDateTime::parse_from_str(&ts, TS_FORMAT).ok();
-                self.chat.push(Entry::Other { from, text, time });
+                self.chat.push(Entry::Other {
+                    from,
+                    text,
+                    time,
+                    timing,
+                });
             }
             ClientEvent::Join { name, users } => {
                 self.status.set_user_count(users);
@@ -327,6 +358,7 @@ mod tests {
                 id: 2,
                 text: "Server received: yo".into(),
                 rtt: Duration::from_micros(300),
+                split: None,
             },
             t0,
         );
@@ -376,6 +408,7 @@ mod tests {
             from: "bob".into(),
             text: "hi".into(),
             ts: ts.into(),
+            timing: None,
         };
         app.on_client(chat("2026-11-25 10:00:01.000000"), Instant::now());
         app.on_client(chat("2026-11-25 10:00:02"), Instant::now());

@@ -39,6 +39,8 @@ pub(crate) struct Status {
     server_embedded: bool,
     /// Set when the connection is TLS (`chat --tls`).
     tls: Option<TlsBadge>,
+    /// The server is a seed-style plain server: no room, no names.
+    plain: bool,
 }
 
 impl Status {
@@ -51,6 +53,7 @@ impl Status {
             local_server: None,
             server_embedded: false,
             tls: None,
+            plain: false,
         }
     }
 
@@ -84,6 +87,14 @@ impl Status {
 
     pub(crate) fn server_embedded(&self) -> bool {
         self.server_embedded
+    }
+
+    pub(crate) fn plain(&self) -> bool {
+        self.plain
+    }
+
+    pub(crate) fn set_plain(&mut self, plain: bool) {
+        self.plain = plain;
     }
 
     pub(crate) fn set_conn(&mut self, conn: ConnState) {

@@ -10,12 +10,58 @@ use ratatui::widgets::Paragraph;
 
 use super::text::{fmt_dur, sanitize, wrap};
 use super::{Theme, pane};
+use crate::timing::{RelayTiming, Sample};
 use crate::tui::app::{App, Entry, Focus, Level, MsgStatus};
 
 /// Indent of a message's continuation lines.
 const INDENT: usize = 2;
 /// Indent of the reply or status line's continuation lines (under the `↳`).
 const REPLY_INDENT: usize = 4;
+
+/// Columns the spans take on one line.
+fn columns(spans: &[Span<'_>]) -> usize {
+    spans
+        .iter()
+        .map(|s| unicode_width::UnicodeWidthStr::width(s.content.as_ref()))
+        .sum()
+}
+
+/// Appends `extra` to `spans` if the whole still fits on one line of
+/// `width`: the figures go before the message text has to wrap.
+fn with_extra(
+    mut spans: Vec<Span<'static>>,
+    extra: Option<Span<'static>>,
+    width: usize,
+) -> Vec<Span<'static>> {
+    if let Some(e) = extra
+        && columns(&spans) + columns(std::slice::from_ref(&e)) <= width
+    {
+        spans.push(e);
+    }
+    spans
+}
+
+/// ` (server 0.031, net 0.909)`: where a round trip went, in ms.
+pub(super) fn split_text(s: &Sample) -> String {
+    format!(
+        " (server {:.3}, net {:.3})",
+        s.server_us as f64 / 1000.0,
+        s.network_us as f64 / 1000.0
+    )
+}
+
+/// `  · 0.41ms ±0.06 one way`: how long a relayed message took to reach us.
+pub(super) fn relay_text(t: &RelayTiming) -> String {
+    let (d, what) = match t {
+        RelayTiming::OneWay(d) => (d, "one way"),
+        RelayTiming::SinceServer(d) => (d, "from server"),
+    };
+    format!(
+        "  · {:.2}ms ±{:.2} {what}",
+        d.delay_us as f64 / 1000.0,
+        d.bound_us as f64 / 1000.0
+    )
+}
 
 fn entry_lines(
     e: &Entry,
@@ -48,16 +94,14 @@ fn entry_lines(
                     ),
                     theme.waiting,
                 ),
-                MsgStatus::Replied { rtt, reply } => {
-                    let mut v = wrap(
-                        vec![
-                            Span::styled("  ↳ ", theme.dim),
-                            Span::styled(sanitize(reply).into_owned(), theme.reply),
-                            Span::styled(format!("  #{id} rtt {}", fmt_dur(*rtt)), theme.dim),
-                        ],
-                        width,
-                        REPLY_INDENT,
-                    );
+                MsgStatus::Replied { rtt, reply, split } => {
+                    let spans = vec![
+                        Span::styled("  ↳ ", theme.dim),
+                        Span::styled(sanitize(reply).into_owned(), theme.reply),
+                        Span::styled(format!("  #{id} rtt {}", fmt_dur(*rtt)), theme.dim),
+                    ];
+                    let extra = split.map(|s| Span::styled(split_text(&s), theme.dim));
+                    let mut v = wrap(with_extra(spans, extra, width), width, REPLY_INDENT);
                     out.append(&mut v);
                     return out;
                 }
@@ -79,17 +123,20 @@ fn entry_lines(
             ));
             out
         }
-        Entry::Other { from, text, time } => {
+        Entry::Other {
+            from,
+            text,
+            time,
+            timing,
+        } => {
             let hms = time.map_or_else(String::new, |t| t.format("%H:%M:%S").to_string());
-            wrap(
-                vec![
-                    Span::styled(format!("{hms} "), theme.dim),
-                    Span::styled(format!("{}: ", sanitize(from)), theme.peer),
-                    Span::raw(sanitize(text).into_owned()),
-                ],
-                width,
-                INDENT,
-            )
+            let spans = vec![
+                Span::styled(format!("{hms} "), theme.dim),
+                Span::styled(format!("{}: ", sanitize(from)), theme.peer),
+                Span::raw(sanitize(text).into_owned()),
+            ];
+            let extra = timing.map(|t| Span::styled(relay_text(&t), theme.dim));
+            wrap(with_extra(spans, extra, width), width, INDENT)
         }
         Entry::Notice { text, level } => {
             let style = match level {

@@ -1,4 +1,6 @@
-//! The round-trip latency panel: count, min, percentiles, max and the rate.
+//! The round-trip latency panel: count, min, percentiles, max and the rate,
+//! then (given the rows) the server and network time percentiles and the
+//! clock offset to the server.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -37,5 +39,39 @@ pub(super) fn draw(f: &mut Frame, app: &App, area: Rect, theme: &Theme) {
             ]),
         ]
     };
+    let mut lines = lines;
+    // Where the time went, when the panel has rows for it: the extra figures
+    // go first when space is short.
+    let room = area.height.saturating_sub(2) as usize;
+    let sp = app.figures().split();
+    if sp.count > 0 && lines.len() < room {
+        let ms = |us: u64| format!("{:.3}", us as f64 / 1000.0);
+        lines.push(Line::from(vec![
+            Span::styled("server p50 ", label),
+            Span::styled(ms(sp.server_p50), val),
+            Span::styled(" p99 ", label),
+            Span::styled(ms(sp.server_p99), val),
+            Span::styled("  net p50 ", label),
+            Span::styled(ms(sp.net_p50), val),
+            Span::styled(" p99 ", label),
+            Span::styled(ms(sp.net_p99), val),
+        ]));
+    }
+    if let Some(o) = app.figures().offset()
+        && lines.len() < room
+    {
+        lines.push(Line::from(vec![
+            Span::styled("clock offset ", label),
+            Span::styled(
+                format!(
+                    "{:+.3}ms ±{:.3}",
+                    o.offset_us as f64 / 1000.0,
+                    o.bound_us as f64 / 1000.0
+                ),
+                val,
+            ),
+            Span::styled(" (server − this clock)", label),
+        ]));
+    }
     f.render_widget(Paragraph::new(lines).block(block), area);
 }

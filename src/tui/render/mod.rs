@@ -43,6 +43,9 @@ const STACKED_LIVE_MIN: u16 = 8;
 const STACKED_CHAT_KEEP: u16 = 6;
 /// Rows of the latency figures (two lines and borders).
 const FIGURES_ROWS: u16 = 4;
+/// ...and with where the time goes and the clock offset, from
+/// [`SPARK_FROM`] rows of the log side (narrow ones drop them first).
+const FIGURES_TIMING_ROWS: u16 = 6;
 /// Rows of the server panel, when the server streams figures.
 const SERVER_ROWS: u16 = 3;
 /// Rows of the sparkline, shown from [`SPARK_FROM`] rows of the log side.
@@ -114,8 +117,14 @@ fn draw_live(f: &mut Frame, app: &mut App, area: ratatui::layout::Rect, theme: &
     } else {
         0
     };
+    let has_timing = app.figures().split().count > 0 || app.figures().offset().is_some();
+    let figures_h = if has_timing && area.height >= SPARK_FROM {
+        FIGURES_TIMING_ROWS
+    } else {
+        FIGURES_ROWS
+    };
     let [stats, server, spark, recent, log] = Layout::vertical([
-        Constraint::Length(FIGURES_ROWS),
+        Constraint::Length(figures_h),
         Constraint::Length(server_h),
         Constraint::Length(spark_h),
         Constraint::Length(recent_h),
@@ -204,6 +213,7 @@ mod tests {
                 users: vec!["alice".into(), "bob".into()],
                 server: "chatmon 0.1.0".into(),
                 embedded: false,
+                plain: false,
             },
             now,
         );
@@ -214,6 +224,7 @@ mod tests {
                 id: 1,
                 text: "Server received: hello 世界".into(),
                 rtt: Duration::from_micros(213),
+                split: None,
             },
             now,
         );
@@ -222,6 +233,7 @@ mod tests {
                 from: "bob".into(),
                 text: "hi \u{1b}[31mred".into(),
                 ts: "2026-11-25 10:00:01.000000".into(),
+                timing: None,
             },
             now,
         );
@@ -256,6 +268,104 @@ mod tests {
         // Side by side: the chat and the latency panel share a row.
         let row = s.lines().find(|l| l.contains("Chat")).expect("chat row");
         assert!(row.contains("Round-trip latency"), "{row}");
+    }
+
+    /// An app with one stamped reply, one relayed message with its one-way
+    /// delay, and a clock offset.
+    fn timed_app() -> App {
+        use crate::timing::{Offset, OneWay, RelayTiming, Sample};
+        let mut app = App::new("127.0.0.1:7878", "alice", "log.txt");
+        let now = Instant::now();
+        app.on_client(
+            ClientEvent::Connected {
+                name: "alice".into(),
+                users: vec!["alice".into(), "bob".into()],
+                server: "chatmon 0.1.0".into(),
+                embedded: false,
+                plain: false,
+            },
+            now,
+        );
+        app.sent_local(1, "hello".into());
+        app.on_client(ClientEvent::Sent { id: 1 }, now);
+        app.on_client(
+            ClientEvent::Reply {
+                id: 1,
+                text: "Server received: hello".into(),
+                rtt: Duration::from_micros(940),
+                split: Some(Sample {
+                    rtt_us: 940,
+                    server_us: 31,
+                    network_us: 909,
+                    offset_us: -2_000_012,
+                    bound_us: 455,
+                    flaw: None,
+                }),
+            },
+            now,
+        );
+        app.on_client(
+            ClientEvent::Clock(Offset {
+                offset_us: -2_000_012,
+                bound_us: 45,
+            }),
+            now,
+        );
+        app.on_client(
+            ClientEvent::Chat {
+                from: "bob".into(),
+                text: "hi".into(),
+                ts: "2026-11-25 10:00:01.000000".into(),
+                timing: Some(RelayTiming::OneWay(OneWay {
+                    delay_us: 410,
+                    bound_us: 60,
+                })),
+            },
+            now,
+        );
+        app
+    }
+
+    #[test]
+    fn where_the_time_goes_shows_in_the_panes() {
+        let mut app = timed_app();
+        let s = screen(&mut app, 140, 40);
+        assert!(s.contains("rtt 0.940ms (server 0.031, net 0.909)"), "{s}");
+        assert!(s.contains("bob: hi  · 0.41ms ±0.06 one way"), "{s}");
+        assert!(
+            s.contains("server p50 0.031 p99 0.031  net p50 0.909 p99 0.909"),
+            "{s}"
+        );
+        assert!(s.contains("clock offset -2000.012ms ±0.045"), "{s}");
+        // Narrow: the figures go, the message text stays whole.
+        let s = screen(&mut app, 40, 40);
+        assert!(s.contains("#1 rtt") && s.contains("0.940ms"), "{s}");
+        assert!(!s.contains("(server 0.031"), "{s}");
+        assert!(s.contains("bob: hi"), "{s}");
+        assert!(!s.contains("one way"), "{s}");
+        // Short: the latency panel keeps its two lines only.
+        let s = screen(&mut app, 140, 12);
+        assert!(!s.contains("clock offset"), "{s}");
+    }
+
+    #[test]
+    fn a_plain_server_says_so_in_the_status_bar() {
+        let mut app = App::new("127.0.0.1:7878", "alice", "log.txt");
+        app.on_client(
+            ClientEvent::Connected {
+                name: "alice".into(),
+                users: Vec::new(),
+                server: crate::client::PLAIN_SERVER.into(),
+                embedded: false,
+                plain: true,
+            },
+            Instant::now(),
+        );
+        let s = screen(&mut app, 120, 30);
+        let bar = s.lines().next().unwrap_or_default();
+        assert!(bar.contains("● connected"), "{bar}");
+        assert!(bar.contains("plain server (no chat)"), "{bar}");
+        assert!(!bar.contains("in room"), "{bar}");
     }
 
     #[test]

@@ -51,8 +51,17 @@ pub(super) fn draw(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &T
     spans.extend([
         Span::raw(" │ you: "),
         Span::styled(status.name().to_string(), theme.me),
-        Span::raw(format!(" │ {} in room ", status.user_count())),
     ]);
+    if status.plain() {
+        spans.push(Span::raw(" │ "));
+        spans.push(Span::styled(
+            crate::client::PLAIN_SERVER.to_string(),
+            theme.local_server,
+        ));
+        spans.push(Span::raw(" "));
+    } else {
+        spans.push(Span::raw(format!(" │ {} in room ", status.user_count())));
+    }
     if let Some(note) = status.local_server() {
         spans.push(Span::raw("│ "));
         spans.push(Span::styled(note.to_string(), theme.local_server));

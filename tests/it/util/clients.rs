@@ -72,10 +72,7 @@ impl Chat {
     }
 
     pub fn say(&mut self, id: u64, text: &str) {
-        self.send(&ClientMsg::Msg {
-            id,
-            text: text.into(),
-        });
+        self.send(&ClientMsg::msg(id, text));
     }
 
     pub fn recv(&mut self) -> ServerMsg {

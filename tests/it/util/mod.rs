@@ -12,6 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use chatmon::eventlog;
+use chatmon::protocol::ServerMsg;
 
 pub use clients::{Chat, Plain};
 pub use server::TestServer;
@@ -164,5 +165,39 @@ impl Drop for Whole {
         let mut s = ROOM.state.lock().unwrap_or_else(|e| e.into_inner());
         s.1 = false;
         ROOM.changed.notify_all();
+    }
+}
+
+/// A server's reply or relay without its clock stamps, for comparing with
+/// an expected message; panics unless a reply carries both stamps in order
+/// (read no later than write) and a relay the server's read time.
+pub fn unstamped(m: ServerMsg) -> ServerMsg {
+    match m {
+        ServerMsg::Reply {
+            id,
+            text,
+            read_us,
+            write_us,
+        } => {
+            let (Some(r), Some(w)) = (read_us, write_us) else {
+                panic!("reply #{id} without the server's stamps");
+            };
+            assert!(r <= w, "reply #{id} written before it was read: {r} > {w}");
+            ServerMsg::reply(id, text)
+        }
+        ServerMsg::Chat {
+            from,
+            text,
+            ts,
+            read_us,
+            ..
+        } => {
+            assert!(
+                read_us.is_some(),
+                "relay from {from} without the server's read time"
+            );
+            ServerMsg::chat(from, text, ts)
+        }
+        other => other,
     }
 }

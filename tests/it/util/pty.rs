@@ -25,6 +25,17 @@ pub struct Tui {
 impl Tui {
     /// Starts `chatmon ARGS` in a 36×140 pty, in `cwd`, with `env` added.
     pub fn spawn(args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path) -> Tui {
+        Tui::spawn_under(&[], args, env, cwd)
+    }
+
+    /// [`Tui::spawn`] run through `wrapper` (a program and its arguments,
+    /// such as `faketime -f +2s`), which then runs `chatmon ARGS`.
+    pub fn spawn_under(
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        cwd: &std::path::Path,
+    ) -> Tui {
         let share = super::Share::take();
         let (rows, cols) = (36, 140);
         let pty = native_pty_system()
@@ -35,7 +46,15 @@ impl Tui {
                 pixel_height: 0,
             })
             .expect("openpty");
-        let mut cmd = CommandBuilder::new(super::process::CHATMON);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = CommandBuilder::new(program);
+                cmd.args(rest);
+                cmd.arg(super::process::CHATMON);
+                cmd
+            }
+            None => CommandBuilder::new(super::process::CHATMON),
+        };
         cmd.args(args);
         cmd.cwd(cwd);
         cmd.env("TERM", "xterm-256color");
