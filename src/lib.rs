@@ -26,6 +26,10 @@
 //!   `metrics/http.rs`. `→ server, shutdown, accept, tls`.
 //! - [`client`]: the chat client's connection task: reconnects, RTT tracking,
 //!   clock offset and the plain-session fallback. `→ protocol, eventlog, timing, tls`.
+//! - [`cluster`]: one room across several servers through NATS: the bridge
+//!   (its own thread and tokio runtime), presence across nodes, the bridged
+//!   message format. `→ protocol, server` (the histogram type). The server's
+//!   hub reaches it only through `Bridge`.
 //! - [`latency`]: latency figures from HDR histograms, shared by bench and
 //!   report.
 //! - [`bench`]: the load generator behind `chatmon bench`: tokio clients,
@@ -47,6 +51,7 @@
 pub(crate) mod accept;
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod eventlog;
 pub mod latency;
 pub mod metrics;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use chatmon::cluster::ClusterConfig;
 use chatmon::eventlog::EventLog;
 use chatmon::metrics::MetricsServer;
 use chatmon::protocol::{self, DEFAULT_ADDR};
@@ -62,6 +63,18 @@ struct ServeArgs {
     /// Close clients silent for this long (e.g. 10m, 90s; 0 = never).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
+    /// A line must end within this long of its first byte, and a
+    /// connection's first line within this long of connecting (0 = off).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    line_timeout: Duration,
+    /// Simultaneous connections from one IP address (IPv6: one /64) beyond
+    /// this many are refused (0 = no limit). Loopback is exempt unless
+    /// --max-per-ip-loopback.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_PER_IP, value_name = "N")]
+    max_per_ip: usize,
+    /// Apply --max-per-ip to loopback addresses too.
+    #[arg(long)]
+    max_per_ip_loopback: bool,
     /// Shared secret every client must present first.
     #[arg(long, env = "CHATMON_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -81,6 +94,19 @@ struct ServeArgs {
     /// Serve --metrics over HTTPS with the same certificate.
     #[arg(long, requires_all = ["tls_cert", "metrics"])]
     metrics_tls: bool,
+    /// Join the room of every server started with the same NATS and --room
+    /// (repeatable: several seed URLs of one NATS cluster).
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    cluster: Vec<String>,
+    /// The room joined across the cluster.
+    #[arg(long, default_value = "lobby", requires = "cluster")]
+    room: String,
+    /// This server's name in the cluster (default: host name and port).
+    #[arg(long, requires = "cluster")]
+    node: Option<String>,
+    /// Token for NATS, when it requires one.
+    #[arg(long, env = "CHATMON_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -197,9 +223,18 @@ fn serve(a: ServeArgs) -> Result<()> {
         max_clients: a.max_clients,
         max_line: a.max_line,
         idle_timeout: nz(a.idle_timeout),
+        line_timeout: nz(a.line_timeout),
+        max_per_ip: (a.max_per_ip > 0).then_some(a.max_per_ip),
+        max_per_ip_loopback: a.max_per_ip_loopback,
         token: a.token,
         stats_interval: nz(a.stats_interval),
         tls: tls.clone(),
+        cluster: (!a.cluster.is_empty()).then(|| {
+            let mut c =
+                ClusterConfig::new(a.cluster.clone(), &a.room, a.node.as_deref().unwrap_or(""));
+            c.token = a.cluster_token.clone();
+            c
+        }),
         ..ServerConfig::default()
     };
     // Handlers go in before the server starts, so that a SIGTERM arriving
@@ -298,9 +333,11 @@ fn reload_tls(server: &Server) {
 struct BenchArgs {
     /// Server to load (host:port). Without it, a chatmon server is started in
     /// this process on a free loopback port, with full logging to a temporary
-    /// file that is deleted at the end (see --server-log).
+    /// file that is deleted at the end (see --server-log). Repeat it for the
+    /// nodes of a cluster: clients are spread over them round-robin, and chat
+    /// relays are timed apart for same-node and cross-node pairs.
     #[arg(long, value_name = "ADDR")]
-    server: Option<String>,
+    server: Vec<String>,
     /// Client counts to sweep, one table row each.
     #[arg(long, default_value = "1,10,100,1000", value_name = "N,N,...")]
     clients: String,
@@ -370,11 +407,12 @@ fn bench(a: BenchArgs) -> Result<()> {
     use chatmon::bench;
     let tls = a
         .tls
-        .client(a.server.as_deref().unwrap_or(DEFAULT_ADDR))?
+        .client(a.server.first().map(String::as_str).unwrap_or(DEFAULT_ADDR))?
         .map(TlsClient::without_resumption);
     let config = bench::BenchConfig {
         tls,
-        server: a.server,
+        server: a.server.first().cloned(),
+        also: a.server.iter().skip(1).cloned().collect(),
         clients: bench::parse_clients(&a.clients).map_err(|e| anyhow::anyhow!("--clients: {e}"))?,
         rate: a.rate,
         stop: match a.messages {

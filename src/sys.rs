@@ -70,6 +70,26 @@ pub(crate) fn set_listen_backlog(listener: &impl AsRawFd, backlog: usize) -> io:
     }
 }
 
+/// Sends what the socket's buffer takes of `bytes` now, without blocking
+/// (`MSG_DONTWAIT`), whatever the socket's own mode: for a last notice to a
+/// peer that may have stopped reading, from a thread that must not wait.
+pub(crate) fn send_nowait(sock: &impl AsRawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: send reads `bytes.len()` bytes from a valid slice.
+    let r = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
 /// Turns on TCP keepalive with a probe after `idle`, so that peers that
 /// vanished without a FIN (pulled cable, crashed host) are noticed.
 pub(crate) fn set_keepalive(sock: &impl AsRawFd, idle: Duration) -> io::Result<()> {

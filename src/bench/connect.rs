@@ -31,24 +31,29 @@ const WELCOME_CAPACITY: usize = 256;
 /// `results`; running out of descriptors ends the row with a clear error.
 pub(crate) async fn connect_all(
     config: &BenchConfig,
-    target: &str,
+    targets: &[String],
     clients: usize,
     limit: u64,
     local: bool,
     results: &mut Vec<ClientResult>,
-) -> Result<Vec<ClientStream>, BenchError> {
+) -> Result<Vec<(usize, ClientStream)>, BenchError> {
+    let target = targets.join(", ");
     let permits = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let mut set = tokio::task::JoinSet::new();
     for i in 0..clients {
         let permits = permits.clone();
-        let target = target.to_string();
+        // Round-robin over the servers; the index goes with the stream.
+        let node = i % targets.len().max(1);
+        let target = targets.get(node).cloned().unwrap_or_default();
         let mode = config.mode;
         let timeout = config.timeout;
         let size = config.size;
         let tls = config.tls.clone();
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            connect_one(&target, i, mode, size, timeout, tls.as_ref()).await
+            connect_one(&target, i, mode, size, timeout, tls.as_ref())
+                .await
+                .map(|s| (node, s))
         });
     }
     let mut conns = Vec::with_capacity(clients);

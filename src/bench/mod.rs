@@ -103,6 +103,10 @@ pub enum Stop {
 pub struct BenchConfig {
     /// `host:port` to load; `None` starts a chatmon server in this process.
     pub server: Option<String>,
+    /// Further servers, the other nodes of a cluster (`--server` again):
+    /// clients are spread over `server` and these round-robin, and chat
+    /// relays are timed apart for same-node and cross-node pairs.
+    pub also: Vec<String>,
     /// One row per entry.
     pub clients: Vec<usize>,
     /// Open loop at this many messages per second in total; `None`: closed loop.
@@ -127,6 +131,7 @@ impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig {
             server: None,
+            also: Vec::new(),
             clients: vec![1, 10, 100, 1000],
             rate: None,
             stop: Stop::Duration(Duration::from_secs(5)),
@@ -243,6 +248,14 @@ pub struct Row {
     /// the wire; in an open loop also the wait for the schedule).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<Latency>,
+    /// Chat mode over several servers: relays between two clients of the
+    /// same server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_same_node: Option<Latency>,
+    /// Chat mode over several servers: relays that crossed to another
+    /// server (through the cluster's link).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_cross_node: Option<Latency>,
     /// The first error seen, to say what went wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
@@ -283,6 +296,9 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     let limit = sys::raise_nofile_limit().map_err(io_err("cannot read the descriptor limit"))?;
     let max_clients = config.clients.iter().copied().max().unwrap_or(1);
     let (target, local) = match &config.server {
+        Some(addr) if !config.also.is_empty() => {
+            (format!("{addr}, {}", config.also.join(", ")), None)
+        }
         Some(addr) => (addr.clone(), None),
         None => {
             let local = local::LocalServer::start(config, max_clients)?;
@@ -305,7 +321,11 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     }
     let mut rows = Vec::with_capacity(config.clients.len());
     for &n in &config.clients {
-        let row = runtime.block_on(driver::run_row(config, &target, n, limit, local.is_some()))?;
+        let targets: Vec<String> = match &local {
+            Some(l) => vec![l.addr().to_string()],
+            None => config.server.iter().chain(&config.also).cloned().collect(),
+        };
+        let row = runtime.block_on(driver::run_row(config, &targets, n, limit, local.is_some()))?;
         rows.push(row);
     }
     let server = match &local {

@@ -93,6 +93,35 @@ pub fn render_table(report: &BenchReport) -> String {
         }
         s.push('\n');
     }
+    let split = report.rows.iter().any(|r| r.relay_cross_node.is_some());
+    if split {
+        let _ = writeln!(s, "relay latency (one way) by pair, in milliseconds");
+        let _ = writeln!(
+            s,
+            "{:>7} {:>11} {:>10} {:>8} {:>8} {:>8} {:>8}",
+            "clients", "pair", "relays", "p50", "p90", "p99", "max"
+        );
+        for r in &report.rows {
+            for (pair, l) in [
+                ("same-node", &r.relay_same_node),
+                ("cross-node", &r.relay_cross_node),
+            ] {
+                if let Some(l) = l {
+                    let _ = writeln!(
+                        s,
+                        "{:>7} {:>11} {:>10} {:>8} {:>8} {:>8} {:>8}",
+                        r.clients,
+                        pair,
+                        l.count,
+                        ms(l.p50_us),
+                        ms(l.p90_us),
+                        ms(l.p99_us),
+                        ms(l.max_us)
+                    );
+                }
+            }
+        }
+    }
     for r in &report.rows {
         if let Some(e) = &r.first_error {
             let _ = writeln!(
@@ -188,6 +217,8 @@ pub(crate) mod tests {
                 relay: chat.then(|| lat(50 * (i as u64 + 1))),
                 server_time: None,
                 network: None,
+                relay_same_node: None,
+                relay_cross_node: None,
                 first_error: (i == 2).then(|| "no reply within 10s".to_string()),
                 handshakes_per_sec: None,
             })

@@ -66,6 +66,10 @@ pub(crate) struct ClientResult {
     /// round trip less that (see [`crate::timing`]).
     pub(crate) server: Samples,
     pub(crate) network: Samples,
+    /// Over several servers: the relays between clients of one server.
+    pub(crate) relay_same: Samples,
+    /// Over several servers: the relays that crossed between servers.
+    pub(crate) relay_cross: Samples,
     /// Measured messages answered.
     pub(crate) messages: u64,
     pub(crate) errors: u64,
@@ -98,6 +102,7 @@ pub(crate) fn assemble_row(
     clients: usize,
     connected: usize,
     mode: Mode,
+    by_node: bool,
     measure_from: Instant,
     results: Vec<ClientResult>,
 ) -> Row {
@@ -105,6 +110,8 @@ pub(crate) fn assemble_row(
     let mut relay = hist::new_hist(SIGFIG);
     let mut server = hist::new_hist(SIGFIG);
     let mut network = hist::new_hist(SIGFIG);
+    let mut same = hist::new_hist(SIGFIG);
+    let mut cross = hist::new_hist(SIGFIG);
     let (mut messages, mut errors) = (0u64, 0u64);
     let mut first_error = None;
     let mut last = measure_from;
@@ -121,11 +128,14 @@ pub(crate) fn assemble_row(
         r.relay.merge_into(&mut relay);
         r.server.merge_into(&mut server);
         r.network.merge_into(&mut network);
+        r.relay_same.merge_into(&mut same);
+        r.relay_cross.merge_into(&mut cross);
     }
     // Only where the server stamped its replies (chatmon's, not older ones).
     let stamped = |h: &hdrhistogram::Histogram<u64>| {
         (mode == Mode::Chat && !h.is_empty()).then(|| Latency::from_hist(h))
     };
+    let split = mode == Mode::Chat && by_node;
     let elapsed = last.saturating_duration_since(measure_from);
     let secs = elapsed.as_secs_f64();
     Row {
@@ -143,6 +153,8 @@ pub(crate) fn assemble_row(
         relay: (mode == Mode::Chat).then(|| Latency::from_hist(&relay)),
         server_time: stamped(&server),
         network: stamped(&network),
+        relay_same_node: split.then(|| Latency::from_hist(&same)),
+        relay_cross_node: split.then(|| Latency::from_hist(&cross)),
         first_error,
         handshakes_per_sec: None,
     }
@@ -178,7 +190,7 @@ mod tests {
         b.relay.record(Duration::from_micros(50));
         b.messages = 1;
         b.last_reply = Some(t0 + Duration::from_secs(1));
-        let row = assemble_row(3, 2, Mode::Chat, t0, vec![a, b]);
+        let row = assemble_row(3, 2, Mode::Chat, false, t0, vec![a, b]);
         assert_eq!((row.clients, row.connected), (3, 2));
         assert_eq!((row.messages, row.errors), (2, 3));
         assert_eq!(row.first_error.as_deref(), Some("first"));
@@ -187,7 +199,7 @@ mod tests {
         assert_eq!((row.latency.count, row.latency.max_us), (2, 300));
         assert_eq!(row.relay.map(|r| r.count), Some(1));
         // Plain rows have no relay figures, and no time without replies.
-        let row = assemble_row(1, 1, Mode::Plain, t0, vec![ClientResult::default()]);
+        let row = assemble_row(1, 1, Mode::Plain, false, t0, vec![ClientResult::default()]);
         assert!(row.relay.is_none());
         assert_eq!(row.throughput, 0.0);
     }

@@ -171,6 +171,11 @@ pub enum ClientEvent {
         msgs_per_sec: f64,
         uptime_secs: u64,
     },
+    /// The server's link to the other nodes of its cluster went up or down.
+    ClusterLink {
+        up: bool,
+        node: String,
+    },
     /// The task has ended (after `Quit`).
     Closed,
 }

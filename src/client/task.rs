@@ -651,6 +651,7 @@ impl Task {
                 msgs_per_sec,
                 uptime_secs,
             }),
+            ServerMsg::Cluster { up, node } => self.emit(ClientEvent::ClusterLink { up, node }),
             ServerMsg::Welcome { .. } => {}
         }
         None

@@ -41,13 +41,16 @@ pub enum EventKind {
     Join,
     /// Periodic server figures.
     Stats,
+    /// The cluster link and the other nodes: link up or down, a node joined,
+    /// lost or left (`serve --cluster`).
+    Cluster,
     /// Anything else a log may hold; kept so that foreign logs still parse.
     Other(String),
 }
 
 impl EventKind {
     /// Every kind chatmon writes, for whoever must list or match them all.
-    pub const KNOWN: [EventKind; 9] = [
+    pub const KNOWN: [EventKind; 10] = [
         EventKind::Connection,
         EventKind::MessageSent,
         EventKind::MessageReceived,
@@ -57,6 +60,7 @@ impl EventKind {
         EventKind::ServerStop,
         EventKind::Join,
         EventKind::Stats,
+        EventKind::Cluster,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -70,6 +74,7 @@ impl EventKind {
             EventKind::ServerStop => "Server Stop",
             EventKind::Join => "Join",
             EventKind::Stats => "Stats",
+            EventKind::Cluster => "Cluster",
             EventKind::Other(s) => s,
         }
     }
@@ -91,6 +96,7 @@ impl EventKind {
             "Server Stop" => EventKind::ServerStop,
             "Join" => EventKind::Join,
             "Stats" => EventKind::Stats,
+            "Cluster" => EventKind::Cluster,
             _ => return None,
         })
     }

@@ -22,6 +22,10 @@ const SERVER: &str = "server";
 /// Opens the server's lines about a peer, its errors and its figures.
 const SERVER_COLON: &str = "server: ";
 const SERVER_IN: &str = "server <- ";
+/// Between the sender and its node in a message from another node.
+const ON_NODE: &str = " on node ";
+/// Opens the cluster's lines.
+const CLUSTER_COLON: &str = "cluster: ";
 const SERVER_OUT: &str = "server -> ";
 const SERVER_LISTENING: &str = "server listening on ";
 const SERVER_STOPPED: &str = "server stopped after ";
@@ -61,6 +65,15 @@ const STATS_KEYS: [&str; 7] = [
     "bytes_out",
     "errors",
     "interval",
+];
+/// The optional keys after a [`ServerStats`] line's fixed ones, in the
+/// order they are written: the connections shed by reason ([`Shed`]).
+const SHED_KEYS: [&str; 5] = [
+    "server_full",
+    "per_address",
+    "evicted",
+    "line_timeout",
+    "hello_timeout",
 ];
 const NANOS_PER_MS: u128 = 1_000_000;
 const NANOS_PER_SEC: u128 = 1_000_000_000;
@@ -109,6 +122,16 @@ pub enum LogMessage<'a> {
         id: Option<u64>,
         text: &'a str,
     },
+    /// `Message Received`: `server <- FROM on node NODE: TEXT`, a message
+    /// that reached this server from another node of the cluster.
+    ClusterReceived {
+        from: &'a str,
+        node: &'a str,
+        text: &'a str,
+    },
+    /// `Cluster`: `cluster: WHAT`, the link to the other nodes (up, down) and
+    /// the nodes themselves (joined, lost, left).
+    Cluster { what: &'a str },
     /// `Message Sent`: `server -> WHO: TEXT` or `server -> WHO #ID: TEXT`;
     /// TEXT is the whole reply (`Server received: ...`).
     ServerReplied {
@@ -207,6 +230,52 @@ pub struct ServerStats {
     pub errors: u64,
     /// Length of the interval, written to a tenth of a second.
     pub interval: Duration,
+    /// Connections refused or closed to protect the server's slots during
+    /// the interval, by reason. Each is written only when not zero, so a
+    /// server that shed nothing writes the line it always wrote.
+    pub shed: Shed,
+}
+
+/// Connections the server turned away or closed during a `Stats` interval
+/// so that slow or greedy peers cannot hold its slots: written as
+/// ` server_full=N per_address=N evicted=N line_timeout=N hello_timeout=N`
+/// after the fixed keys, each only when not zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shed {
+    /// Refused: `--max-clients` reached and nobody to evict.
+    pub server_full: u64,
+    /// Refused: the address had `--max-per-ip` connections already.
+    pub per_address: u64,
+    /// Closed for a newcomer: it owed its first line when the server was full.
+    pub evicted: u64,
+    /// Closed: a line not finished within `--line-timeout` of its first byte.
+    pub line_timeout: u64,
+    /// Closed: nothing sent within `--line-timeout` of connecting.
+    pub hello_timeout: u64,
+}
+
+impl Shed {
+    /// The figures in [`SHED_KEYS`] order.
+    fn values(&self) -> [u64; SHED_KEYS.len()] {
+        [
+            self.server_full,
+            self.per_address,
+            self.evicted,
+            self.line_timeout,
+            self.hello_timeout,
+        ]
+    }
+
+    fn set(&mut self, i: usize, v: u64) {
+        let slot = match i {
+            0 => &mut self.server_full,
+            1 => &mut self.per_address,
+            2 => &mut self.evicted,
+            3 => &mut self.line_timeout,
+            _ => &mut self.hello_timeout,
+        };
+        *slot = v;
+    }
 }
 
 /// An estimated one-way delay with its error bound (issue 8: from the
@@ -230,9 +299,11 @@ impl<'a> LogMessage<'a> {
             M::ServerConnected { .. } | M::ClientConnected { .. } => EventKind::Connection,
             M::ServerDisconnected { .. } | M::ClientDisconnected { .. } => EventKind::Disconnection,
             M::ServerJoined { .. } | M::ServerRenamed { .. } => EventKind::Join,
-            M::ServerReceived { .. } | M::ClientReply { .. } | M::ClientRelay { .. } => {
-                EventKind::MessageReceived
-            }
+            M::ServerReceived { .. }
+            | M::ClusterReceived { .. }
+            | M::ClientReply { .. }
+            | M::ClientRelay { .. } => EventKind::MessageReceived,
+            M::Cluster { .. } => EventKind::Cluster,
             M::ServerReplied { .. } | M::ClientSent { .. } => EventKind::MessageSent,
             M::ServerError { .. }
             | M::ClientServerError { .. }
@@ -255,6 +326,8 @@ impl<'a> LogMessage<'a> {
                 | M::ServerJoined { .. }
                 | M::ServerRenamed { .. }
                 | M::ServerReceived { .. }
+                | M::ClusterReceived { .. }
+                | M::Cluster { .. }
                 | M::ServerReplied { .. }
                 | M::ServerError { .. }
                 | M::Stats(_)
@@ -299,7 +372,8 @@ impl<'a> LogMessage<'a> {
                 parse_server_disconnected(text).or_else(|| parse_client_disconnected(text))
             }
             EventKind::Join => parse_server_joined(text).or_else(|| parse_server_renamed(text)),
-            EventKind::MessageReceived => parse_server_received(text)
+            EventKind::MessageReceived => parse_cluster_received(text)
+                .or_else(|| parse_server_received(text))
                 .or_else(|| parse_client_reply(text))
                 .or_else(|| parse_client_relay(text)),
             EventKind::MessageSent => {
@@ -310,6 +384,9 @@ impl<'a> LogMessage<'a> {
                 .or_else(|| parse_client_server_error(text))
                 .or_else(|| parse_client_error(text)),
             EventKind::Stats => parse_stats(text).map(LogMessage::Stats),
+            EventKind::Cluster => text
+                .strip_prefix(CLUSTER_COLON)
+                .map(|what| LogMessage::Cluster { what }),
             EventKind::Other(_) => None,
         };
         typed.unwrap_or(LogMessage::Other(text))
@@ -384,21 +461,33 @@ impl fmt::Display for LogMessage<'_> {
             M::ServerReceived { who, id, text } => {
                 write!(f, "{SERVER_IN}{who}{}{TEXT_START}{text}", Id(id))
             }
+            M::ClusterReceived { from, node, text } => {
+                write!(f, "{SERVER_IN}{from}{ON_NODE}{node}{TEXT_START}{text}")
+            }
+            M::Cluster { what } => write!(f, "{CLUSTER_COLON}{what}"),
             M::ServerReplied { who, id, text } => {
                 write!(f, "{SERVER_OUT}{who}{}{TEXT_START}{text}", Id(id))
             }
             M::ServerError { who, what } => write!(f, "{SERVER_COLON}{who}{TEXT_START}{what}"),
-            M::Stats(s) => write!(
-                f,
-                "{SERVER_COLON}clients={} messages={} rate={:.1}/s bytes_in={} bytes_out={} errors={} interval={:.1}s",
-                s.clients,
-                s.messages,
-                s.rate,
-                s.bytes_in,
-                s.bytes_out,
-                s.errors,
-                s.interval.as_secs_f64()
-            ),
+            M::Stats(s) => {
+                write!(
+                    f,
+                    "{SERVER_COLON}clients={} messages={} rate={:.1}/s bytes_in={} bytes_out={} errors={} interval={:.1}s",
+                    s.clients,
+                    s.messages,
+                    s.rate,
+                    s.bytes_in,
+                    s.bytes_out,
+                    s.errors,
+                    s.interval.as_secs_f64()
+                )?;
+                for (key, v) in SHED_KEYS.iter().zip(s.shed.values()) {
+                    if v > 0 {
+                        write!(f, " {key}={v}")?;
+                    }
+                }
+                Ok(())
+            }
             M::ClientConnected {
                 name,
                 server,
@@ -650,6 +739,16 @@ fn parse_server_renamed(text: &str) -> Option<LogMessage<'_>> {
     })
 }
 
+fn parse_cluster_received(text: &str) -> Option<LogMessage<'_>> {
+    let (head, text) = text.strip_prefix(SERVER_IN)?.split_once(TEXT_START)?;
+    let (from, node) = head.split_once(ON_NODE)?;
+    Some(LogMessage::ClusterReceived {
+        from: word(from)?,
+        node: word(node)?,
+        text,
+    })
+}
+
 fn parse_server_received(text: &str) -> Option<LogMessage<'_>> {
     let (head, text) = text.strip_prefix(SERVER_IN)?.split_once(TEXT_START)?;
     let (who, id) = who_and_id(head)?;
@@ -676,8 +775,14 @@ fn parse_stats(text: &str) -> Option<ServerStats> {
     for (key, value) in STATS_KEYS.iter().zip(values.iter_mut()) {
         *value = words.next()?.strip_prefix(key)?.strip_prefix('=')?;
     }
-    if words.next().is_some() {
-        return None;
+    // The optional keys, in their order, each at most once.
+    let mut shed = Shed::default();
+    let mut next_key = 0;
+    for word in words {
+        let (key, value) = word.split_once('=')?;
+        let i = next_key + SHED_KEYS[next_key..].iter().position(|k| *k == key)?;
+        shed.set(i, count(value)?);
+        next_key = i + 1;
     }
     let [
         clients,
@@ -696,6 +801,7 @@ fn parse_stats(text: &str) -> Option<ServerStats> {
         bytes_out: count(bytes_out)?,
         errors: count(errors)?,
         interval: secs(interval)?,
+        shed,
     })
 }
 
@@ -939,6 +1045,20 @@ mod tests {
                 "server <- alice@127.0.0.1:39876 #1: hello",
             ),
             (
+                M::ClusterReceived {
+                    from: "bob",
+                    node: "b",
+                    text: "hi: from afar",
+                },
+                "server <- bob on node b: hi: from afar",
+            ),
+            (
+                M::Cluster {
+                    what: "link up (nats://127.0.0.1:4300)",
+                },
+                "cluster: link up (nats://127.0.0.1:4300)",
+            ),
+            (
                 M::ServerReplied {
                     who: PEER,
                     id: None,
@@ -977,8 +1097,28 @@ mod tests {
                     bytes_out: 191,
                     errors: 0,
                     interval: Duration::from_secs(10),
+                    shed: Shed::default(),
                 }),
                 "server: clients=0 messages=1 rate=0.1/s bytes_in=70 bytes_out=191 errors=0 interval=10.0s",
+            ),
+            (
+                M::Stats(ServerStats {
+                    clients: 200,
+                    messages: 0,
+                    rate: 0.0,
+                    bytes_in: 400,
+                    bytes_out: 9000,
+                    errors: 201,
+                    interval: Duration::from_secs(10),
+                    shed: Shed {
+                        server_full: 0,
+                        per_address: 3,
+                        evicted: 1,
+                        line_timeout: 197,
+                        hello_timeout: 0,
+                    },
+                }),
+                "server: clients=200 messages=0 rate=0.0/s bytes_in=400 bytes_out=9000 errors=201 interval=10.0s per_address=3 evicted=1 line_timeout=197",
             ),
             (
                 M::ClientConnected {
@@ -1191,6 +1331,7 @@ mod tests {
                 bytes_out: 3,
                 errors: 4,
                 interval: uptime,
+                shed: Shed::default(),
             });
             assert_eq!(
                 stats.to_string(),
@@ -1221,6 +1362,34 @@ mod tests {
             );
             assert_eq!(m.to_string(), expected);
             assert_eq!(format_rtt(rtt), old_rtt);
+        }
+    }
+
+    #[test]
+    fn stats_shed_keys_are_optional_known_and_in_order() {
+        let base = "server: clients=1 messages=2 rate=0.2/s bytes_in=3 bytes_out=4 errors=5 interval=10.0s";
+        let read = |tail: &str| match LogMessage::parse(&EventKind::Stats, &format!("{base}{tail}"))
+        {
+            LogMessage::Stats(s) => Some(s.shed),
+            _ => None,
+        };
+        assert_eq!(read(""), Some(Shed::default()));
+        assert_eq!(
+            read(" server_full=7 hello_timeout=2"),
+            Some(Shed {
+                server_full: 7,
+                hello_timeout: 2,
+                ..Shed::default()
+            })
+        );
+        for bad in [
+            " evicted=1 evicted=2",
+            " line_timeout=1 per_address=2",
+            " surprise=1",
+            " evicted=x",
+            " evicted",
+        ] {
+            assert_eq!(read(bad), None, "{bad}");
         }
     }
 

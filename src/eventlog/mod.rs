@@ -31,6 +31,6 @@ pub use line::{
     Event, EventKind, ParseError, format_clock, format_line, format_line_args, format_time,
     parse_line,
 };
-pub use message::{LogMessage, OneWayDelay, ServerStats, format_rtt, rtt_from_message};
+pub use message::{LogMessage, OneWayDelay, ServerStats, Shed, format_rtt, rtt_from_message};
 pub use sink::{LogSink, MemorySink};
 pub use writer::{EventLog, MAX_HELD, Tap};

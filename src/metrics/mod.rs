@@ -23,7 +23,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::server::Monitor;
+use crate::cluster::LinkState;
+use crate::server::{ClusterView, Monitor};
 
 pub use self::http::{MAX_INFLIGHT, MAX_REQUEST, MetricsServer, REQUEST_TIMEOUT, WRITE_TIMEOUT};
 /// The server's figures, at the path they had when they lived here.
@@ -204,17 +205,96 @@ impl Collector for ServerCollector {
                 v.encode(me.encode_family(&[("kind", kind.label())])?)?;
             }
         }
+        {
+            let cc = ConstCounter::new(0u64);
+            let mut me = enc.encode_descriptor(
+                "chatmon_connections_shed",
+                "Connections refused or closed so that slow or greedy peers cannot hold every slot, by reason.",
+                None,
+                cc.metric_type(),
+            )?;
+            for kind in ErrorKind::ALL {
+                if let Some(reason) = kind.shed_reason() {
+                    let v = ConstCounter::new(c.errors_by_kind.get(kind));
+                    v.encode(me.encode_family(&[("reason", reason)])?)?;
+                }
+            }
+        }
         let h = c.reply_time.snapshot();
-        let mut me = enc.encode_descriptor(
-            "chatmon_reply_duration",
-            "Server time from handling a message to having written its reply.",
-            Some(&Unit::Seconds),
-            MetricType::Histogram,
-        )?;
-        me.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            h.sum_secs, h.count, &h.buckets, None,
-        )
+        {
+            let mut me = enc.encode_descriptor(
+                "chatmon_reply_duration",
+                "Server time from handling a message to having written its reply.",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            me.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                h.sum_secs, h.count, &h.buckets, None,
+            )?;
+        }
+        match m.cluster() {
+            Some(cv) => encode_cluster(&mut enc, &cv),
+            None => Ok(()),
+        }
     }
+}
+
+/// The `serve --cluster` figures; absent without a cluster.
+fn encode_cluster(enc: &mut DescriptorEncoder, cv: &ClusterView) -> fmt::Result {
+    gauge(
+        enc,
+        "chatmon_cluster_link_up",
+        "1 while the link to NATS is up, 0 while it is down or not yet made.",
+        i64::from(cv.link == LinkState::Up),
+    )?;
+    gauge(
+        enc,
+        "chatmon_cluster_nodes",
+        "Other nodes of the cluster heard from now.",
+        cv.nodes as i64,
+    )?;
+    gauge(
+        enc,
+        "chatmon_cluster_remote_users",
+        "Users in the room on other nodes now.",
+        cv.remote_users as i64,
+    )?;
+    let s = &cv.stats;
+    let counters: [(&str, &str, u64); 4] = [
+        (
+            "chatmon_cluster_published",
+            "Room events this node handed to NATS.",
+            s.published,
+        ),
+        (
+            "chatmon_cluster_dropped",
+            "Room events this node could not hand to NATS (queue full or link down).",
+            s.dropped,
+        ),
+        (
+            "chatmon_cluster_received",
+            "Room events received from other nodes.",
+            s.received,
+        ),
+        (
+            "chatmon_cluster_missed",
+            "Room events other nodes sent that never arrived here (sequence gaps).",
+            s.missed,
+        ),
+    ];
+    for (name, help, v) in counters {
+        counter(enc, name, help, None, v)?;
+    }
+    let h = &cv.relay_delay;
+    let mut me = enc.encode_descriptor(
+        "chatmon_cluster_relay_delay",
+        "Cross-node relay delay of chat messages: this node's clock at receipt less the sender node's at publish.",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    me.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        h.sum_secs, h.count, &h.buckets, None,
+    )
 }
 
 /// A registry holding the server's metrics, for [`render`] and the endpoint.

@@ -184,6 +184,16 @@ pub enum ServerMsg {
         msgs_per_sec: f64,
         uptime_secs: u64,
     },
+    /// The state of this server's link to the other nodes of its cluster
+    /// (`serve --cluster`): sent after the welcome when the link is not up,
+    /// and to everyone whenever it goes down or comes back. A server that is
+    /// not in a cluster never sends it.
+    Cluster {
+        /// The link to NATS is up: the room spans every node.
+        up: bool,
+        /// This server's node name.
+        node: String,
+    },
 }
 
 impl ServerMsg {

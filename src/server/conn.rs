@@ -32,6 +32,17 @@ pub(crate) enum DisconnectReason {
     /// Silent for longer than the idle timeout.
     #[error("idle for {}", humantime::format_duration(*.0))]
     Idle(Duration),
+    /// A line (begun, or a first line owed since the accept) was not
+    /// finished within the line timeout.
+    #[error("line not finished within {}", humantime::format_duration(*.0))]
+    LineTimeout(Duration),
+    /// Connected and sent nothing within the line timeout.
+    #[error("no line within {} of connecting", humantime::format_duration(*.0))]
+    HelloTimeout(Duration),
+    /// Closed to make room for a newcomer while the server was full: it had
+    /// waited this long without a complete first line.
+    #[error("evicted to make room: no complete line after {:.1}s", .0.as_secs_f64())]
+    Evicted(Duration),
     /// Its outbox of this many lines filled up.
     #[error("too slow: {0} lines waiting to be sent")]
     TooSlow(usize),
@@ -130,6 +141,18 @@ mod tests {
         assert_eq!(
             DisconnectReason::TooSlow(4096).to_string(),
             "too slow: 4096 lines waiting to be sent"
+        );
+        assert_eq!(
+            DisconnectReason::LineTimeout(Duration::from_secs(10)).to_string(),
+            "line not finished within 10s"
+        );
+        assert_eq!(
+            DisconnectReason::HelloTimeout(Duration::from_millis(2500)).to_string(),
+            "no line within 2s 500ms of connecting"
+        );
+        assert_eq!(
+            DisconnectReason::Evicted(Duration::from_millis(640)).to_string(),
+            "evicted to make room: no complete line after 0.6s"
         );
         let e = io::Error::new(io::ErrorKind::TimedOut, "x");
         assert_eq!(

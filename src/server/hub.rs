@@ -84,10 +84,11 @@ impl Hub {
         conn: &Arc<Conn>,
         wanted: &str,
         outbox: &Arc<Outbox>,
+        elsewhere: &dyn Fn(&str) -> bool,
     ) -> (String, Vec<String>, HashSet<u64>) {
         let mut members = self.members_mut();
         let before: HashSet<u64> = members.keys().copied().collect();
-        let name = unique_name(&members, wanted, None);
+        let name = unique_name(&members, wanted, None, elsewhere);
         members.insert(
             conn.id,
             Member {
@@ -103,10 +104,11 @@ impl Hub {
         (name, users, before)
     }
 
-    /// Renames member `id` to `wanted` or, if taken, a unique variant of it.
-    pub(super) fn rename(&self, id: u64, wanted: &str) -> String {
+    /// Renames member `id` to `wanted` or, if taken (here or, by
+    /// `elsewhere`, on another node of the cluster), a unique variant of it.
+    pub(super) fn rename(&self, id: u64, wanted: &str, elsewhere: &dyn Fn(&str) -> bool) -> String {
         let mut members = self.members_mut();
-        let new = unique_name(&members, wanted, Some(id));
+        let new = unique_name(&members, wanted, Some(id), elsewhere);
         if let Some(m) = members.get_mut(&id) {
             m.name = new.clone();
         }
@@ -226,8 +228,14 @@ impl Shared {
 
 /// `wanted`, or `wanted-2`, `wanted-3`... whichever is free (compared by
 /// [`protocol::name_key`], so that `Alice` or a Cyrillic `аlice` cannot pass
-/// for `alice`).
-fn unique_name(members: &HashMap<u64, Member>, wanted: &str, me: Option<u64>) -> String {
+/// for `alice`). `elsewhere` says whether a name is held on another node of
+/// the cluster (always false without one).
+fn unique_name(
+    members: &HashMap<u64, Member>,
+    wanted: &str,
+    me: Option<u64>,
+    elsewhere: &dyn Fn(&str) -> bool,
+) -> String {
     // One pass to collect the keys, then cheap probes: this runs under the
     // room's write lock, so it must not be quadratic in the room's size.
     let taken: HashSet<String> = members
@@ -235,7 +243,8 @@ fn unique_name(members: &HashMap<u64, Member>, wanted: &str, me: Option<u64>) ->
         .filter(|(id, _)| Some(**id) != me)
         .map(|(_, m)| protocol::name_key(&m.name))
         .collect();
-    if !taken.contains(&protocol::name_key(wanted)) {
+    let free = |n: &str| !taken.contains(&protocol::name_key(n)) && !elsewhere(n);
+    if free(wanted) {
         return wanted.to_string();
     }
     let base: String = wanted
@@ -244,6 +253,6 @@ fn unique_name(members: &HashMap<u64, Member>, wanted: &str, me: Option<u64>) ->
         .collect();
     (2..)
         .map(|i| format!("{base}-{i}"))
-        .find(|n| !taken.contains(&protocol::name_key(n)))
+        .find(|n| free(n))
         .unwrap_or_else(|| base.clone())
 }

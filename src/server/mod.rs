@@ -7,6 +7,11 @@
 //! - `session/`: one client's reader thread: `mod` reads and frames, `auth`
 //!   checks the token, `plain` answers the seed's protocol, `chat` speaks the
 //!   JSON chat protocol (hello, messages, nick, subscribe).
+//! - `limits`: what keeps a few peers from holding every slot: connections
+//!   per address, and the connections owing their first line that a full
+//!   server evicts (the deadlines are `session/deadline.rs`).
+//! - `cluster`: the hub's side of `serve --cluster`: local room events to
+//!   the bridge, other nodes' events to the local members.
 //! - `hub`: the room: members, subscribers, and where a chat line is relayed.
 //! - `outbox`: a chat client's bounded outbound queue and its writer thread.
 //! - `stats`: the figures the server keeps (counters, error kinds, reply
@@ -14,7 +19,9 @@
 //!   monitoring uses. The server knows nothing of HTTP or Prometheus.
 //!
 //! # Threads
-//! - `chatmon-accept`: accepts, enforces `max_clients`, spawns sessions.
+//! - `chatmon-accept`: accepts, enforces `max_per_ip` and `max_clients`
+//!   (evicting a connection that owes its first line to make room), spawns
+//!   sessions.
 //! - `client-N`: reads client N's lines, writes its replies directly (so a
 //!   reply costs no thread hop), and hands relays to other clients' outboxes.
 //! - `client-N-out`: drains chat client N's bounded outbox to its socket. A
@@ -31,8 +38,10 @@
 //! handshake runs on its own `client-N` thread, within
 //! [`ServerConfig::tls_handshake_timeout`].
 
+mod cluster;
 mod conn;
 mod hub;
+mod limits;
 mod listen;
 mod outbox;
 mod session;
@@ -46,6 +55,7 @@ use std::sync::{Arc, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::cluster::{Bridge, ClusterConfig};
 use crate::eventlog::{self, EventKind, EventLog, LogMessage};
 use crate::protocol::{self, SHUTDOWN_NOTICE, ServerMsg};
 use crate::shutdown::Shutdown;
@@ -56,6 +66,7 @@ use self::conn::{Conn, DisconnectReason};
 use self::hub::Hub;
 use self::outbox::Outbox;
 
+pub use self::cluster::ClusterView;
 pub use self::stats::{
     Counters, ErrorCounts, ErrorKind, HistogramSnapshot, Monitor, ReplyTimes, Snapshot,
 };
@@ -88,6 +99,17 @@ pub struct ServerConfig {
     pub max_line: usize,
     /// A client that sends nothing for this long is closed (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// A line must end within this long of its first byte, and a connection's
+    /// first line within this long of its accept (`None` or zero: no
+    /// deadline, and no eviction when full). Without it, bytes trickled without a newline hold
+    /// a slot for ever: each one resets the idle timer.
+    pub line_timeout: Option<Duration>,
+    /// Simultaneous connections from one IP address (IPv6: one /64) beyond
+    /// this many are refused (`None`: no limit).
+    pub max_per_ip: Option<usize>,
+    /// Apply `max_per_ip` to loopback peers too; off, local benchmarks and
+    /// many local TUIs are not limited.
+    pub max_per_ip_loopback: bool,
     /// Shared secret every session must present first.
     pub token: Option<String>,
     /// Lines a chat client's outbox holds before the client counts as too slow.
@@ -112,6 +134,10 @@ pub struct ServerConfig {
     /// A TLS handshake not finished in this long is closed: a half-open
     /// client holds a `max_clients` slot only this long.
     pub tls_handshake_timeout: Duration,
+    /// Join this server's room to the other nodes of a NATS cluster
+    /// (`serve --cluster`); `None`: a single server, nothing of NATS runs.
+    /// An empty node name is filled in with this host's name and port.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -121,6 +147,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_clients", &self.max_clients)
             .field("max_line", &self.max_line)
             .field("idle_timeout", &self.idle_timeout)
+            .field("line_timeout", &self.line_timeout)
+            .field("max_per_ip", &self.max_per_ip)
+            .field("max_per_ip_loopback", &self.max_per_ip_loopback)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("outbox_len", &self.outbox_len)
             .field("event_backlog", &self.event_backlog)
@@ -133,6 +162,7 @@ impl std::fmt::Debug for ServerConfig {
                 &self.tls.as_ref().map(|t| t.cert_path().to_path_buf()),
             )
             .field("tls_handshake_timeout", &self.tls_handshake_timeout)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -141,6 +171,11 @@ impl std::fmt::Debug for ServerConfig {
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;
 /// Default idle timeout (`serve --idle-timeout`).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default line deadline (`serve --line-timeout`): 64 KiB at 100 kbit/s
+/// takes about 5.2 s, so a long line on a slow real network still fits.
+pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default connections per address (`serve --max-per-ip`).
+pub const DEFAULT_MAX_PER_IP: usize = 64;
 /// Default chat lines an outbox holds.
 pub const DEFAULT_OUTBOX_LEN: usize = 4096;
 /// Default event lines a subscriber's outbox holds.
@@ -161,6 +196,9 @@ impl Default for ServerConfig {
             max_clients: DEFAULT_MAX_CLIENTS,
             max_line: protocol::DEFAULT_MAX_LINE,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            line_timeout: Some(DEFAULT_LINE_TIMEOUT),
+            max_per_ip: Some(DEFAULT_MAX_PER_IP),
+            max_per_ip_loopback: false,
             token: None,
             outbox_len: DEFAULT_OUTBOX_LEN,
             event_backlog: DEFAULT_EVENT_BACKLOG,
@@ -170,6 +208,7 @@ impl Default for ServerConfig {
             embedded: false,
             tls: None,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            cluster: None,
         }
     }
 }
@@ -190,8 +229,15 @@ struct Shared {
     active: AtomicUsize,
     /// Id of the next connection (ids are never reused).
     next_id: AtomicU64,
+    /// Connections per address, for `max_per_ip`.
+    per_addr: limits::PerAddress,
+    /// Connections still owing their first line: who is evicted when full.
+    waiting: limits::Waiting,
     started: Instant,
     local_addr: SocketAddr,
+    /// The bridge to the other nodes (`--cluster`); the hub hands it local
+    /// room events and never waits on it.
+    cluster: Option<Bridge>,
 }
 
 /// A running server. Dropping it stops it with a short grace period; call
@@ -200,6 +246,8 @@ pub struct Server {
     shared: Arc<Shared>,
     accept: Option<thread::JoinHandle<()>>,
     stats: Option<thread::JoinHandle<()>>,
+    /// Delivers other nodes' events, when in a cluster.
+    cluster: Option<thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -220,6 +268,13 @@ impl Server {
         // Room in the accept queue for a burst as large as the client limit;
         // if this fails, std's 128 still works, only bursts are slower.
         let _ = sys::set_listen_backlog(&listener, config.max_clients.max(MIN_BACKLOG));
+        let (bridge, cluster_note) = match config.cluster.clone() {
+            Some(c) => {
+                let (b, note) = cluster::start_bridge(c, local_addr)?;
+                (Some(b), Some(note))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
             let w = weak.clone();
             let tap: eventlog::Tap = Arc::new(move |line: &str| {
@@ -236,8 +291,11 @@ impl Server {
                 shutdown: Shutdown::new(),
                 active: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
+                per_addr: limits::PerAddress::default(),
+                waiting: limits::Waiting::default(),
                 started: Instant::now(),
                 local_addr,
+                cluster: bridge,
             }
         });
         let token_required = shared.config.token.is_some();
@@ -250,6 +308,11 @@ impl Server {
                 token_required,
             },
         );
+        if let Some(what) = &cluster_note {
+            shared
+                .log
+                .record(EventKind::Cluster, &LogMessage::Cluster { what });
+        }
         let s = shared.clone();
         let accept = thread::Builder::new()
             .name("chatmon-accept".into())
@@ -273,10 +336,28 @@ impl Server {
             }
             _ => None,
         };
+        let delivery = match shared.cluster.as_ref().and_then(|b| b.take_events()) {
+            Some(events) => match cluster::spawn_delivery(shared.clone(), events) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    shared.shutdown.trigger();
+                    let _ = accept.join();
+                    if let Some(s) = stats {
+                        let _ = s.join();
+                    }
+                    if let Some(b) = &shared.cluster {
+                        b.stop();
+                    }
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         Ok(Server {
             shared,
             accept: Some(accept),
             stats,
+            cluster: delivery,
         })
     }
 
@@ -334,6 +415,14 @@ impl Server {
         }
         if let Some(a) = self.accept.take() {
             let _ = a.join();
+        }
+        // Goodbye first: the other nodes drop this node's users at once,
+        // rather than one leave at a time while the sessions close.
+        if let Some(b) = &sh.cluster {
+            b.stop();
+        }
+        if let Some(d) = self.cluster.take() {
+            let _ = d.join();
         }
         let conns: Vec<Arc<Conn>> = sh.lock_conns().values().cloned().collect();
         let members: HashMap<u64, Arc<Outbox>> = sh.hub.member_outboxes();
@@ -396,10 +485,21 @@ impl Shared {
 
     /// Counts an error (in total and by kind, for the metrics) and logs it.
     fn error_as(&self, kind: ErrorKind, who: &str, what: &str) {
-        self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        self.counters.errors_by_kind.inc(kind);
+        self.count_error(kind);
         self.log
             .record(EventKind::Error, &LogMessage::ServerError { who, what });
+    }
+
+    /// The line deadline, if on (a zero `line_timeout` is off).
+    fn line_deadline(&self) -> Option<Duration> {
+        self.config.line_timeout.filter(|t| !t.is_zero())
+    }
+
+    /// Counts an error without logging it: for repeats that are logged once
+    /// per burst.
+    fn count_error(&self, kind: ErrorKind) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.counters.errors_by_kind.inc(kind);
     }
 }
 

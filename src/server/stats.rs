@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::eventlog::{EventKind, LogMessage, ServerStats};
+use crate::eventlog::{EventKind, LogMessage, ServerStats, Shed};
 use crate::protocol::{self, ServerMsg};
 
 use super::Shared;
@@ -96,13 +96,22 @@ pub enum ErrorKind {
     /// A TLS handshake that failed: a plain TCP client on the TLS port,
     /// garbage, a timeout, a client that rejected the certificate.
     Tls,
+    /// A connection refused because its address had `max_per_ip` already.
+    PerAddress,
+    /// A connection closed to make room for a newcomer (it owed its first
+    /// line, and the server was full).
+    Evicted,
+    /// A line not finished within the line timeout of its first byte.
+    LineTimeout,
+    /// A connection that sent nothing within the line timeout.
+    HelloTimeout,
     /// Anything not classified above.
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::Refused,
         ErrorKind::Accept,
         ErrorKind::Thread,
@@ -113,6 +122,10 @@ impl ErrorKind {
         ErrorKind::InvalidName,
         ErrorKind::Auth,
         ErrorKind::Tls,
+        ErrorKind::PerAddress,
+        ErrorKind::Evicted,
+        ErrorKind::LineTimeout,
+        ErrorKind::HelloTimeout,
         ErrorKind::Other,
     ];
 
@@ -129,7 +142,25 @@ impl ErrorKind {
             ErrorKind::InvalidName => "invalid_name",
             ErrorKind::Auth => "auth",
             ErrorKind::Tls => "tls",
+            ErrorKind::PerAddress => "per_address",
+            ErrorKind::Evicted => "evicted",
+            ErrorKind::LineTimeout => "line_timeout",
+            ErrorKind::HelloTimeout => "hello_timeout",
             ErrorKind::Other => "other",
+        }
+    }
+
+    /// For the kinds that count a connection turned away or closed to
+    /// protect the server's slots: the reason, as the `reason` label of
+    /// `chatmon_connections_shed_total` and the key of the `Stats` line.
+    pub fn shed_reason(self) -> Option<&'static str> {
+        match self {
+            ErrorKind::Refused => Some("server_full"),
+            ErrorKind::PerAddress => Some("per_address"),
+            ErrorKind::Evicted => Some("evicted"),
+            ErrorKind::LineTimeout => Some("line_timeout"),
+            ErrorKind::HelloTimeout => Some("hello_timeout"),
+            _ => None,
         }
     }
 
@@ -245,9 +276,10 @@ impl Shared {
     /// The server's figures as a `stats` message for subscribers.
     pub(super) fn stats_msg(&self) -> Arc<str> {
         let snap = self.snapshot();
+        let names = self.names_with_nodes(&snap.names).unwrap_or(snap.names);
         protocol::encode(&ServerMsg::Stats {
             clients: snap.clients,
-            names: snap.names,
+            names,
             msgs_per_sec: f64::from_bits(self.last_rate_bits.load(Ordering::Relaxed)),
             uptime_secs: snap.uptime.as_secs(),
         })
@@ -267,6 +299,7 @@ pub(super) fn stats_loop(sh: Arc<Shared>, every: Duration) {
     // its first time slice only after the first messages: start from zero,
     // not from whatever the counters hold by then.
     let (mut last_msgs, mut last_in, mut last_out, mut last_err) = (0, 0, 0, 0);
+    let mut last_shed = Shed::default();
     let mut last = sh.started;
     loop {
         // Wakes at once when the server stops, for a last (short) interval.
@@ -284,6 +317,7 @@ pub(super) fn stats_loop(sh: Arc<Shared>, every: Duration) {
         let bin = c.bytes_in.load(Ordering::Relaxed);
         let bout = c.bytes_out.load(Ordering::Relaxed);
         let err = c.errors.load(Ordering::Relaxed);
+        let shed = shed_so_far(&c.errors_by_kind);
         // At shutdown, a last (shorter) interval: without it, the messages
         // since the last Stats line would be missing from the log's totals.
         if stopping && msgs == last_msgs && bin == last_in && err == last_err {
@@ -301,6 +335,7 @@ pub(super) fn stats_loop(sh: Arc<Shared>, every: Duration) {
                 bytes_out: bout - last_out,
                 errors: err - last_err,
                 interval: elapsed,
+                shed: shed_since(shed, last_shed),
             }),
         );
         if stopping {
@@ -310,6 +345,29 @@ pub(super) fn stats_loop(sh: Arc<Shared>, every: Duration) {
             sh.hub.push_event_to_subscribers(sh.stats_msg(), c);
         }
         (last_msgs, last_in, last_out, last_err) = (msgs, bin, bout, err);
+        last_shed = shed;
+    }
+}
+
+/// Connections shed so far, by reason: each reason is an error kind, so the
+/// `Stats` line and `chatmon_errors_total` can never disagree.
+pub(crate) fn shed_so_far(e: &ErrorCounts) -> Shed {
+    Shed {
+        server_full: e.get(ErrorKind::Refused),
+        per_address: e.get(ErrorKind::PerAddress),
+        evicted: e.get(ErrorKind::Evicted),
+        line_timeout: e.get(ErrorKind::LineTimeout),
+        hello_timeout: e.get(ErrorKind::HelloTimeout),
+    }
+}
+
+fn shed_since(now: Shed, then: Shed) -> Shed {
+    Shed {
+        server_full: now.server_full - then.server_full,
+        per_address: now.per_address - then.per_address,
+        evicted: now.evicted - then.evicted,
+        line_timeout: now.line_timeout - then.line_timeout,
+        hello_timeout: now.hello_timeout - then.hello_timeout,
     }
 }
 
@@ -342,6 +400,27 @@ mod tests {
         assert_eq!(e.get(ErrorKind::Auth), 2);
         assert_eq!(e.get(ErrorKind::Other), 1);
         assert_eq!(e.get(ErrorKind::Refused), 0);
+        e.inc(ErrorKind::LineTimeout);
+        e.inc(ErrorKind::Evicted);
+        let then = shed_so_far(&e);
+        assert_eq!(
+            (then.line_timeout, then.evicted, then.server_full),
+            (1, 1, 0)
+        );
+        e.inc(ErrorKind::Refused);
+        e.inc(ErrorKind::PerAddress);
+        e.inc(ErrorKind::PerAddress);
+        e.inc(ErrorKind::HelloTimeout);
+        assert_eq!(
+            shed_since(shed_so_far(&e), then),
+            Shed {
+                server_full: 1,
+                per_address: 2,
+                evicted: 0,
+                line_timeout: 0,
+                hello_timeout: 1,
+            }
+        );
         // Labels are distinct and every kind has a slot.
         let mut labels: Vec<_> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
         labels.sort_unstable();

@@ -16,9 +16,16 @@ mod util;
 mod bench;
 /// Chat mode: replies by id, relay, presence, names.
 mod chat;
+/// `serve --cluster`: nodes joined through a private nats-server.
+mod cluster;
+/// The cluster bridge against a private nats-server.
+mod cluster_bridge;
 /// Faults against the real binary and the log writer: unopenable and full
 /// disks, descriptor exhaustion, SIGTERM under load.
 mod faults;
+/// Slow and greedy peers (issue 11): line and hello deadlines, the
+/// per-address limit, eviction when full.
+mod hardening;
 /// Several writers, threads or processes, sharing one log file.
 mod log_sharing;
 /// The Prometheus endpoint.

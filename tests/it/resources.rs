@@ -22,7 +22,7 @@ use crate::util::{Chat, Plain, TestServer, poll, set_linger_zero, wait_until};
 const FLOOD: usize = 2000;
 const MAX_CLIENTS: usize = 1500;
 
-fn counts() -> (usize, usize) {
+pub(crate) fn counts() -> (usize, usize) {
     (
         sys::thread_count().expect("/proc/self/task"),
         sys::fd_count().expect("/proc/self/fd"),
@@ -30,7 +30,7 @@ fn counts() -> (usize, usize) {
 }
 
 /// Waits (bounded) until threads and descriptors are back to `base`.
-fn back_to(base: (usize, usize), server: &Server, after: &str) {
+pub(crate) fn back_to(base: (usize, usize), server: &Server, after: &str) {
     let mut now = counts();
     let back = poll(Duration::from_secs(8), || {
         now = counts();
@@ -45,7 +45,7 @@ fn back_to(base: (usize, usize), server: &Server, after: &str) {
 
 /// Runs one chat session to its end, so that whatever is created lazily
 /// exists, and returns the baseline counts.
-fn warm_up(ts: &TestServer) -> (usize, usize) {
+pub(crate) fn warm_up(ts: &TestServer) -> (usize, usize) {
     {
         let mut a = Chat::join(ts.addr, "warmup");
         a.say(1, "hi");
@@ -143,7 +143,13 @@ fn storms_leave_no_thread_or_descriptor_behind() {
     // Storm 3: a flood of connections, more than max_clients, on a server
     // without idle timeout. The excess is refused with a clear line; the
     // clients it has keep working; once some leave, it accepts again.
-    let ts = TestServer::with(|c| c.max_clients = MAX_CLIENTS);
+    // Without the line deadline: its connections owe their first line, and
+    // with it a full server would evict them for newcomers instead of
+    // refusing (that is `hardening.rs`); here the refusal path is tested.
+    let ts = TestServer::with(|c| {
+        c.max_clients = MAX_CLIENTS;
+        c.line_timeout = None;
+    });
     let server = ts.server();
     let base = warm_up(&ts);
     let mut anchor = Chat::join(ts.addr, "anchor");

@@ -26,6 +26,9 @@ const READ_BUF: usize = 4096;
 /// How long a chat client keeps reading after the last client finished, for
 /// relays still on their way; reset by every read.
 const RELAY_DRAIN: Duration = Duration::from_millis(50);
+/// [`RELAY_DRAIN`] over several servers: a cross-node relay takes more
+/// hops (bridge, NATS, the other bridge), each one a thread wake-up.
+const RELAY_DRAIN_NODES: Duration = Duration::from_millis(1000);
 /// Time between spawning the clients and the row's time zero, so that every
 /// task is spawned before the schedule starts.
 const START_DELAY: Duration = Duration::from_millis(20);
@@ -36,6 +39,9 @@ const FRAME_SLACK: usize = 1024;
 /// What every client task of a row shares.
 pub(crate) struct RowShared {
     mode: Mode,
+    /// Servers the clients are spread over; above 1, relays are timed
+    /// apart for same-node and cross-node pairs.
+    nodes: usize,
     /// Open loop at this total rate; `None`: closed loop.
     rate: Option<f64>,
     /// Clients that connected: the open-loop schedule spreads over them.
@@ -65,6 +71,14 @@ impl RowShared {
         }
     }
 
+    fn relay_drain(&self) -> Duration {
+        if self.nodes > 1 {
+            RELAY_DRAIN_NODES
+        } else {
+            RELAY_DRAIN
+        }
+    }
+
     fn ns_since_epoch(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
@@ -73,20 +87,21 @@ impl RowShared {
 /// Runs the row of `clients` clients against `target`.
 pub(crate) async fn run_row(
     config: &BenchConfig,
-    target: &str,
+    targets: &[String],
     clients: usize,
     limit: u64,
     local: bool,
 ) -> Result<Row, BenchError> {
     let mut results: Vec<ClientResult> = Vec::new();
     let connecting = Instant::now();
-    let conns = connect::connect_all(config, target, clients, limit, local, &mut results).await?;
+    let conns = connect::connect_all(config, targets, clients, limit, local, &mut results).await?;
     let connected = conns.len();
     let connect_secs = connecting.elapsed().as_secs_f64();
     let (done_tx, _) = watch::channel(false);
     let start = Instant::now() + START_DELAY;
     let shared = Arc::new(RowShared {
         mode: config.mode,
+        nodes: targets.len().max(1),
         rate: config.rate,
         clients: connected,
         stop: config.stop,
@@ -107,8 +122,8 @@ pub(crate) async fn run_row(
         .progress
         .then(|| progress::Progress::start(config, clients, shared.clone()));
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, stream) in conns.into_iter().enumerate() {
-        tasks.spawn(drive(stream, i, shared.clone()));
+    for (i, (node, stream)) in conns.into_iter().enumerate() {
+        tasks.spawn(drive(stream, i, node, shared.clone()));
     }
     while let Some(r) = tasks.join_next().await {
         match r {
@@ -123,6 +138,7 @@ pub(crate) async fn run_row(
         clients,
         connected,
         shared.mode,
+        shared.nodes > 1,
         shared.measure_from,
         results,
     );
@@ -135,10 +151,15 @@ pub(crate) async fn run_row(
 }
 
 /// Runs one client from the start of the row to its end.
-async fn drive(stream: ClientStream, client: usize, sh: Arc<RowShared>) -> ClientResult {
+async fn drive(
+    stream: ClientStream,
+    client: usize,
+    node: usize,
+    sh: Arc<RowShared>,
+) -> ClientResult {
     let mut res = ClientResult::default();
     let (mut rd, mut wr) = stream.into_split();
-    let mut tx = send::Sender::new(client, sh.size);
+    let mut tx = send::Sender::new(client, node, sh.size);
     let mut rx = receive::Receiver::new(LineFramer::new(MAX_ANSWER + FRAME_SLACK));
     let mut done = sh.done.subscribe();
     let mut buf = vec![0u8; READ_BUF];
@@ -177,7 +198,7 @@ async fn drive(stream: ClientStream, client: usize, sh: Arc<RowShared>) -> Clien
                     let now = Instant::now();
                     rx.on_bytes(&buf[..n], &sh, &mut tx, &mut res, now);
                     if drain_until.is_some() {
-                        drain_until = Some(now + RELAY_DRAIN);
+                        drain_until = Some(now + sh.relay_drain());
                     }
                 }
                 Err(e) => {
@@ -198,7 +219,7 @@ async fn drive(stream: ClientStream, client: usize, sh: Arc<RowShared>) -> Clien
                 }
             }
             _ = done.wait_for(|d| *d), if reported && drain_until.is_none() => {
-                drain_until = Some(Instant::now() + RELAY_DRAIN);
+                drain_until = Some(Instant::now() + sh.relay_drain());
             }
         }
     }

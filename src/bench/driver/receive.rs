@@ -112,14 +112,24 @@ fn chat_line(line: &[u8], sh: &RowShared, tx: &mut Sender, res: &mut ClientResul
             None => res.error(1, || format!("a reply to #{id}, which was not sent")),
         },
         Ok(ServerMsg::Chat { text, .. }) => {
-            // The sender's intended send time leads the text (see `send`).
-            let stamp = text.split(' ').next().and_then(|s| s.parse::<u64>().ok());
+            // The sender's intended send time leads the text, then its
+            // server's index (see `send`).
+            let mut words = text.split(' ');
+            let stamp = words.next().and_then(|s| s.parse::<u64>().ok());
+            let from_node = words.next().and_then(|s| s.parse::<usize>().ok());
             if let Some(sent) = stamp
                 && sent >= sh.ns_since_epoch(sh.measure_from)
             {
                 let now_ns = sh.ns_since_epoch(now);
-                res.relay
-                    .record(Duration::from_nanos(now_ns.saturating_sub(sent)));
+                let d = Duration::from_nanos(now_ns.saturating_sub(sent));
+                res.relay.record(d);
+                if sh.nodes > 1 {
+                    if from_node == Some(tx.node()) {
+                        res.relay_same.record(d);
+                    } else {
+                        res.relay_cross.record(d);
+                    }
+                }
             }
         }
         Ok(ServerMsg::Error { message }) => {

@@ -44,6 +44,9 @@ pub(super) struct InFlight {
 pub(super) struct Sender {
     /// This client's place in the open-loop schedule.
     client: usize,
+    /// The server (of several) this client is on: chat texts carry it, so
+    /// a receiver can tell a same-node relay from a cross-node one.
+    node: usize,
     /// Number of the next message.
     k: u64,
     measured_sent: u64,
@@ -56,15 +59,20 @@ pub(super) struct Sender {
 }
 
 impl Sender {
-    pub(super) fn new(client: usize, size: usize) -> Sender {
+    pub(super) fn new(client: usize, node: usize, size: usize) -> Sender {
         Sender {
             client,
+            node,
             k: 0,
             measured_sent: 0,
             finished: false,
             pending: VecDeque::new(),
             out: Vec::with_capacity(size + CHAT_OVERHEAD),
         }
+    }
+
+    pub(super) fn node(&self) -> usize {
+        self.node
     }
 
     /// Whether the client has sent all it will send.
@@ -146,7 +154,7 @@ impl Sender {
                     // The intended send time leads the text, so the client
                     // that receives the relay can time it on the same clock.
                     let stamp = sh.ns_since_epoch(intended);
-                    let mut text = format!("{stamp} ");
+                    let mut text = format!("{stamp} {} ", self.node);
                     while text.len() < sh.size {
                         text.push('x');
                     }
@@ -211,7 +219,7 @@ mod tests {
     #[test]
     fn an_answer_skips_older_lost_messages() {
         let t = Instant::now();
-        let mut s = Sender::new(0, 8);
+        let mut s = Sender::new(0, 0, 8);
         for k in 0..4 {
             s.pending.push_back(InFlight {
                 k,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
 
+use crate::cluster::RoomEvent;
 use crate::eventlog::{self, EventKind, LogMessage};
 use crate::protocol::{self, ClientMsg, PROTOCOL_VERSION, ServerMsg};
 use crate::timing;
@@ -74,7 +75,15 @@ impl Session {
         // Who was in the room before us: only they hear that we joined.
         // Whoever joins after us has us in their welcome already, and a
         // Join relayed to them too would count us twice.
-        let (name, users, before) = self.sh.hub.join(&self.conn, &wanted, &outbox);
+        let sh = self.sh.clone();
+        let (name, users, before) = self
+            .sh
+            .hub
+            .join(&self.conn, &wanted, &outbox, &|n| sh.taken_remotely(n));
+        // The claim on the name is stamped now, as close to the check as
+        // can be: the cluster's clash rule compares these times.
+        self.sh.to_cluster(RoomEvent::Join { name: name.clone() });
+        let users = self.sh.with_remote_names(users);
         self.mode = Mode::Chat { name: name.clone() };
         self.who = format!("{name}@{}", self.conn.peer);
         let n_users = users.len();
@@ -90,6 +99,11 @@ impl Session {
             server: protocol::server_description(self.sh.config.embedded),
             embedded: self.sh.config.embedded,
         }) {
+            return false;
+        }
+        if let Some(notice) = self.sh.cluster_notice()
+            && !self.write_msg(&notice)
+        {
             return false;
         }
         let c = self.conn.clone();
@@ -201,6 +215,7 @@ impl Session {
     }
 
     fn chat_msg(&mut self, id: u64, text: String, stamps: SenderStamps) -> bool {
+        self.follow_cluster_rename();
         let Mode::Chat { name } = &self.mode else {
             return true;
         };
@@ -241,6 +256,13 @@ impl Session {
                 text: &reply_text,
             },
         );
+        if self.sh.cluster.is_some() {
+            self.sh.to_cluster(RoomEvent::Chat {
+                from: name.clone(),
+                text: text.clone(),
+                order: id,
+            });
+        }
         // Alone in the room: no relay line to build.
         if self.sh.hub.members_len() > 1 {
             let line = protocol::encode(&ServerMsg::Chat {
@@ -258,6 +280,7 @@ impl Session {
     }
 
     fn nick(&mut self, wanted: String) -> bool {
+        self.follow_cluster_rename();
         let Mode::Chat { name: old } = &self.mode else {
             return true;
         };
@@ -271,7 +294,11 @@ impl Session {
             );
             return self.send_error(&msg);
         }
-        let new = self.sh.hub.rename(self.conn.id, &wanted);
+        let sh = self.sh.clone();
+        let new = self
+            .sh
+            .hub
+            .rename(self.conn.id, &wanted, &|n| sh.taken_remotely(n));
         if new == old {
             return true;
         }
@@ -285,9 +312,36 @@ impl Session {
                 new: &new,
             },
         );
+        self.sh.to_cluster(RoomEvent::Nick {
+            old: old.clone(),
+            new: new.clone(),
+        });
         // Everyone, the renamed client included, learns the new name.
         self.sh
             .relay(protocol::encode(&ServerMsg::Nick { old, new }).into(), None);
         true
+    }
+
+    /// The cluster may have renamed this member (it lost a name clash to
+    /// another node): take the hub's name as ours before using it.
+    fn follow_cluster_rename(&mut self) {
+        if self.sh.cluster.is_none() {
+            return;
+        }
+        let Mode::Chat { name } = &self.mode else {
+            return;
+        };
+        let current = self
+            .sh
+            .hub
+            .members()
+            .get(&self.conn.id)
+            .map(|m| m.name.clone());
+        if let Some(current) = current
+            && current != *name
+        {
+            self.who = format!("{current}@{}", self.conn.peer);
+            self.mode = Mode::Chat { name: current };
+        }
     }
 }

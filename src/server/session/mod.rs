@@ -1,11 +1,13 @@
 //! One client's reader thread (`client-N`): reads and frames its bytes,
-//! applies the idle timeout and the line limit, and hands each line to the
-//! part of the protocol it belongs to: `auth` (the token), `plain` (the
-//! seed's echo protocol) or `chat` (the JSON chat protocol). Replies are
-//! written from here; relays to others go through the hub.
+//! applies the idle timeout, the line deadline (`deadline`) and the line
+//! limit, and hands each line to the part of the protocol it belongs to:
+//! `auth` (the token), `plain` (the seed's echo protocol) or `chat` (the
+//! JSON chat protocol). Replies are written from here; relays to others go
+//! through the hub.
 
 mod auth;
 mod chat;
+mod deadline;
 mod plain;
 mod tls;
 
@@ -19,6 +21,8 @@ use crate::protocol::{self, Frame, LineFramer, ServerMsg};
 use super::Shared;
 use super::conn::{Conn, DisconnectReason};
 use super::stats::ErrorKind;
+
+use self::deadline::{Expired, LineClock};
 
 /// Read buffer per client.
 const READ_BUF: usize = 16 * 1024;
@@ -86,6 +90,7 @@ impl Session {
         let mut buf = vec![0u8; READ_BUF];
         let mut frames = Vec::new();
         let mut last_input = Instant::now();
+        let mut clock = LineClock::new(self.sh.line_deadline(), last_input);
         // The socket's receive timeout as last set. Blocking reads with
         // SO_RCVTIMEO instead of poll-then-read save a syscall per message;
         // the timeout changes only when the session's state does.
@@ -107,6 +112,9 @@ impl Session {
             } else {
                 self.sh.config.idle_timeout
             };
+            // Whatever the session waits for, the read ends by the line's
+            // deadline (issue 11).
+            let want = clock.cap(want, armed, Instant::now);
             if want != armed {
                 let t = want.map(|d| d.max(MIN_READ_TIMEOUT));
                 if let Err(e) = self.conn.stream.socket().set_read_timeout(t) {
@@ -119,8 +127,11 @@ impl Session {
             let n = match self.conn.stream.read(&mut buf) {
                 Ok(0) => {
                     // EOF. A half-closed peer may still wait for the reply to
-                    // its last unterminated message (`send` then `shutdown(WR)`).
-                    if let Some(f) = framer.flush() {
+                    // its last unterminated message (`send` then `shutdown(WR)`);
+                    // one the server closed (evicted) gets nothing more.
+                    if self.conn.reason().is_none()
+                        && let Some(f) = framer.flush()
+                    {
                         self.handle(f);
                     }
                     return;
@@ -133,6 +144,10 @@ impl Session {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
+                    if let Some(e) = clock.expired(Instant::now()) {
+                        self.deadline_passed(e);
+                        return;
+                    }
                     if waiting_partial {
                         if let Some(f) = framer.flush()
                             && !self.handle(f)
@@ -173,10 +188,23 @@ impl Session {
                 .bytes_in
                 .fetch_add(n as u64, Ordering::Relaxed);
             framer.push(&buf[..n], &mut frames);
+            if clock.after_read(&buf[..n], !frames.is_empty(), last_input)
+                && self.sh.line_deadline().is_some()
+                && !self.sh.waiting.first_line(self.conn.id)
+            {
+                // Evicted for a newcomer just before its first line came.
+                return;
+            }
             for f in frames.drain(..) {
                 if !self.handle(f) {
                     return;
                 }
+            }
+            // A trickle keeps the read returning before any timeout: the
+            // deadline is checked after each read too.
+            if let Some(e) = clock.expired(last_input) {
+                self.deadline_passed(e);
+                return;
             }
             // A line that outgrew the limit gets its error while it is still
             // coming (when it pauses, or once it is far too long), not at a
@@ -201,6 +229,19 @@ impl Session {
             Mode::Chat { .. } => false,
             Mode::New => !framer.pending_bytes().trim_ascii_start().starts_with(b"{"),
         }
+    }
+
+    /// Closes a session whose line (or first line) did not come in time,
+    /// telling it why and logging it with its address.
+    fn deadline_passed(&mut self, expired: Expired) {
+        let (reason, kind) = match expired {
+            Expired::Line(t) => (DisconnectReason::LineTimeout(t), ErrorKind::LineTimeout),
+            Expired::Hello(t) => (DisconnectReason::HelloTimeout(t), ErrorKind::HelloTimeout),
+        };
+        let what = format!("{reason}, closing");
+        self.sh.error_as(kind, &self.who, &what);
+        self.send_error(&what);
+        self.conn.close(reason);
     }
 
     /// Tells the client its current line is over the limit and being

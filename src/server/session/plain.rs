@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::cluster::RoomEvent;
 use crate::eventlog::{self, EventKind, LogMessage};
 use crate::protocol::{self, ServerMsg};
 
@@ -57,6 +58,12 @@ impl Session {
         self.reply_buf = reply;
         if !written {
             return false;
+        }
+        if self.sh.cluster.is_some() {
+            self.sh.to_cluster(RoomEvent::Plain {
+                from: self.who.clone(),
+                text: text.to_string(),
+            });
         }
         if self.sh.hub.members_len() > 0 {
             let line = protocol::encode(&ServerMsg::chat(

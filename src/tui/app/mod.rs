@@ -195,6 +195,8 @@ impl App {
             } => {
                 self.status.set_server_embedded(embedded);
                 self.status.set_plain(plain);
+                // A new session: its server says again if its link is down.
+                self.status.set_cluster_link(true, String::new());
                 let was_down = matches!(self.status.conn(), ConnState::Disconnected { .. });
                 self.status.set_conn(ConnState::Connected);
                 self.status.set_name(name.clone());
@@ -323,6 +325,17 @@ impl App {
                 uptime_secs,
                 dropped_events: 0,
             }),
+            ClientEvent::ClusterLink { up, node } => {
+                if up {
+                    self.notice(Level::Info, format!("cluster link of node {node} is up"));
+                } else {
+                    self.notice(
+                        Level::Error,
+                        format!("cluster link of node {node} is down: the room is this node only"),
+                    );
+                }
+                self.status.set_cluster_link(up, node);
+            }
             ClientEvent::Closed => self.status.set_conn(ConnState::Closed),
         }
     }

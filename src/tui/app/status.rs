@@ -41,6 +41,9 @@ pub(crate) struct Status {
     tls: Option<TlsBadge>,
     /// The server is a seed-style plain server: no room, no names.
     plain: bool,
+    /// Set (to the server's node name) while the server says its cluster
+    /// link is down: the room then holds only that node's users.
+    cluster_down: Option<String>,
 }
 
 impl Status {
@@ -54,6 +57,7 @@ impl Status {
             server_embedded: false,
             tls: None,
             plain: false,
+            cluster_down: None,
         }
     }
 
@@ -115,5 +119,13 @@ impl Status {
 
     pub(crate) fn set_server_embedded(&mut self, embedded: bool) {
         self.server_embedded = embedded;
+    }
+
+    pub(crate) fn cluster_down(&self) -> Option<&str> {
+        self.cluster_down.as_deref()
+    }
+
+    pub(crate) fn set_cluster_link(&mut self, up: bool, node: String) {
+        self.cluster_down = (!up).then_some(node);
     }
 }

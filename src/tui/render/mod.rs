@@ -247,6 +247,30 @@ mod tests {
     }
 
     #[test]
+    fn status_bar_says_when_the_cluster_link_is_down() {
+        let mut app = sample_app();
+        let now = Instant::now();
+        assert!(!screen(&mut app, 120, 40).contains("cluster link down"));
+        app.on_client(
+            ClientEvent::ClusterLink {
+                up: false,
+                node: "b".into(),
+            },
+            now,
+        );
+        let s = screen(&mut app, 120, 40);
+        assert!(s.contains("cluster link down (b only)"), "{s}");
+        app.on_client(
+            ClientEvent::ClusterLink {
+                up: true,
+                node: "b".into(),
+            },
+            now,
+        );
+        assert!(!screen(&mut app, 120, 40).contains("cluster link down"));
+    }
+
+    #[test]
     fn wide_layout_shows_all_panels() {
         let mut app = sample_app();
         let s = screen(&mut app, 120, 40);

@@ -1,5 +1,5 @@
 //! The status bar: connection state, server, our name, the room's size, the
-//! local-server note and the help hint, on one row.
+//! cluster link when it is down, the local-server note and the help hint, on one row.
 
 use std::time::Instant;
 
@@ -61,6 +61,14 @@ pub(super) fn draw(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &T
         spans.push(Span::raw(" "));
     } else {
         spans.push(Span::raw(format!(" │ {} in room ", status.user_count())));
+    }
+    if let Some(node) = status.cluster_down() {
+        spans.push(Span::raw("│ "));
+        spans.push(Span::styled(
+            format!("cluster link down ({} only)", sanitize(node)),
+            theme.conn_down,
+        ));
+        spans.push(Span::raw(" "));
     }
     if let Some(note) = status.local_server() {
         spans.push(Span::raw("│ "));

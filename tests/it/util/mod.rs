@@ -4,6 +4,7 @@
 //! Nothing here knows what a particular test checks.
 
 pub mod clients;
+pub mod nats;
 pub mod process;
 pub mod pty;
 pub mod server;
