@@ -282,6 +282,8 @@ fn max_clients_counts_handshakes_and_a_stalled_one_times_out() {
     let ts = tls_server(&pki, |c| {
         c.max_clients = 3;
         c.tls_handshake_timeout = Duration::from_millis(500);
+        // No eviction of silent connections: a full server refuses.
+        c.line_timeout = None;
     });
     // Three clients that never say hello hold the three slots.
     let idle: Vec<TcpStream> = (0..3)
@@ -305,6 +307,26 @@ fn max_clients_counts_handshakes_and_a_stalled_one_times_out() {
     wait_until("the slots to free", || ts.server().active_clients() == 0);
     let got = exchange(ts.addr, &local(ts.addr), &pki.trust(), &["hello"], 1).unwrap();
     assert_eq!(got, ["Server received: hello"]);
+    drop(idle);
+}
+
+#[test]
+fn a_full_server_evicts_a_stalled_handshake_for_a_newcomer() {
+    // With the line deadline on (the default), a connection that has not
+    // even finished its TLS handshake is the first to make room.
+    let pki = Pki::new();
+    let ts = tls_server(&pki, |c| c.max_clients = 2);
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(ts.addr).unwrap())
+        .collect();
+    wait_until("two handshakes in progress", || {
+        ts.server().active_clients() == 2
+    });
+    let got = exchange(ts.addr, &local(ts.addr), &pki.trust(), &["hello"], 1).unwrap();
+    assert_eq!(got, ["Server received: hello"]);
+    ts.wait_log("for the eviction", |l| {
+        l.starts_with("Error: ") && l.contains("evicted to make room")
+    });
     drop(idle);
 }
 
