@@ -25,13 +25,14 @@
 //!   server's figures through [`server::Monitor`]; its HTTP server is
 //!   `metrics/http.rs`. `→ server, shutdown, accept, tls`.
 //! - [`client`]: the chat client's connection task: reconnects, RTT tracking,
-//!   clock offset and the plain-session fallback. `→ protocol, eventlog, timing, tls`.
+//!   clock offset, the plain-session fallback and latency probes (`client/probe.rs`).
+//!   `→ protocol, eventlog, timing, latency, tls`.
 //! - [`cluster`]: one room across several servers through NATS: the bridge
 //!   (its own thread and tokio runtime), presence across nodes, the bridged
 //!   message format. `→ protocol, server` (the histogram type). The server's
 //!   hub reaches it only through `Bridge`.
 //! - [`latency`]: latency figures from HDR histograms, shared by bench and
-//!   report.
+//!   report, and the live windows of the chat client (`latency/live.rs`).
 //! - [`bench`]: the load generator behind `chatmon bench`: tokio clients,
 //!   closed or open loop, HDR latency histograms, table/JSON/CSV/SVG output.
 //!   `→ protocol, server, latency, sys, tls`.

@@ -134,6 +134,16 @@ struct ChatArgs {
     /// chat hello that way.
     #[arg(long)]
     plain: bool,
+    /// Latency probe period on the chat connection (0 = off).
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = humantime::parse_duration)]
+    probe: Duration,
+    /// Colours: dark, light or mono (default: mono when NO_COLOR is set, else dark).
+    #[arg(long, value_name = "THEME")]
+    theme: Option<tui::ThemeChoice>,
+    /// Leave the mouse to the terminal, so that text can be selected and
+    /// copied (the wheel no longer scrolls; /mouse toggles).
+    #[arg(long)]
+    no_mouse: bool,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -207,6 +217,9 @@ fn chat(a: ChatArgs) -> Result<()> {
         token: a.token,
         auto_server: !a.no_local_server,
         plain: a.plain,
+        probe_every: a.probe,
+        theme: a.theme,
+        mouse: !a.no_mouse,
     })
 }
 

@@ -6,9 +6,11 @@
 //! `mod` holds what the UI sees (settings, commands, events, the handle);
 //! `task` the connection task itself (`task/plain.rs`: the fallback for
 //! seed-style servers); `rtt` the round-trip bookkeeping; `clock` the four
-//! timestamps' bookkeeping (offset filter, clock probes, relay delays).
+//! timestamps' bookkeeping (offset filter, clock probes, relay delays); `probe`
+//! the latency probes' ids, timeouts and log interval.
 
 mod clock;
+mod probe;
 mod rtt;
 mod task;
 
@@ -23,6 +25,7 @@ use crate::protocol;
 use crate::timing::{Offset, RelayTiming, Sample};
 use crate::tls::client::TlsClient;
 
+pub use self::probe::probe_timeout;
 pub use self::task::{PLAIN_SERVER, backoff};
 
 /// A message without a reply this long is shown as timed out.
@@ -34,6 +37,8 @@ pub const DEFAULT_MAX_LINE: usize = protocol::DEFAULT_MAX_LINE * 2 + 1024;
 pub const DEFAULT_MAX_QUEUED: usize = 1000;
 /// Ping period: well under the server's default idle timeout of 10 minutes.
 pub const DEFAULT_PING_EVERY: Duration = Duration::from_secs(25);
+/// Latency probe period (`chatmon chat --probe`).
+pub const DEFAULT_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -60,6 +65,9 @@ pub struct ClientConfig {
     /// falling back to it when the server answers the hello with `Server
     /// received: ...`.
     pub plain: bool,
+    /// A latency probe goes out this often while connected; zero turns
+    /// probes off. A probe unanswered for [`probe_timeout`] is lost.
+    pub probe_every: Duration,
 }
 
 impl ClientConfig {
@@ -75,6 +83,7 @@ impl ClientConfig {
             ping_every: DEFAULT_PING_EVERY,
             tls: None,
             plain: false,
+            probe_every: DEFAULT_PROBE_EVERY,
         }
     }
 }
@@ -133,6 +142,16 @@ pub enum ClientEvent {
     Clock(Offset),
     /// No reply within the timeout (a late reply still comes as `Reply`).
     TimedOut {
+        id: u64,
+    },
+    /// The answer to latency probe `id`, with its round trip.
+    Probe {
+        id: u64,
+        rtt: Duration,
+    },
+    /// Latency probe `id` got no answer within [`probe_timeout`], or its
+    /// connection was lost first; a late answer is not reported.
+    ProbeLost {
         id: u64,
     },
     /// Not delivered, or not known to be; `reason` says which.

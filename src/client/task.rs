@@ -20,6 +20,7 @@ mod plain;
 pub use self::plain::PLAIN_SERVER;
 
 use super::clock::{ClockState, RelayStamps};
+use super::probe::Prober;
 use super::rtt::RttTracker;
 use super::{ClientConfig, ClientEvent, Command, DisconnectKind};
 
@@ -40,6 +41,12 @@ struct Task {
     name: String,
     subscribe: bool,
     quit: bool,
+    /// The latency probes; `None` when they are off.
+    probes: Option<Prober>,
+    /// The server of this connection refused a probe as an unknown
+    /// message (a chatmon from before probes): none go out until the next
+    /// connection.
+    probes_refused: bool,
 }
 
 /// Why a connection ended. Its `Display` is the reason the UI shows (and the
@@ -119,7 +126,10 @@ pub(super) async fn run(
         rtt: RttTracker::default(),
         clock: ClockState::default(),
         quit: false,
+        probes: None,
+        probes_refused: false,
     };
+    t.probes = Prober::new(t.config.probe_every, Instant::now());
     let mut attempt: u32 = 0;
     while !t.quit {
         attempt += 1;
@@ -157,6 +167,7 @@ pub(super) async fn run(
             SessionEnd::Ended(e) => (e, 0),
         };
         // Whatever was in flight is now unknown: say so instead of waiting.
+        t.probes_lost_with_connection();
         for id in t.rtt.drain() {
             t.emit(ClientEvent::Undelivered {
                 id,
@@ -195,6 +206,11 @@ const READ_BUF: usize = 16 * 1024;
 const EXPIRY_TICK: Duration = Duration::from_millis(250);
 /// Shortest ping period, whatever the configuration says.
 const MIN_PING_EVERY: Duration = Duration::from_millis(100);
+/// Shortest probe period, whatever the configuration says.
+const MIN_PROBE_EVERY: Duration = Duration::from_millis(10);
+/// What a server that does not know probes says of one (serde's words for
+/// an unknown `type`).
+const PROBE_REFUSED: &str = "unknown variant `probe`";
 /// Characters of a non-chat server's first line quoted in the error.
 const QUOTE_CHARS: usize = 80;
 
@@ -274,6 +290,7 @@ impl Task {
     }
 
     async fn session(&mut self, stream: ClientStream) -> SessionEnd {
+        self.probes_refused = false;
         self.clock.reset();
         let (mut rd, mut wr) = stream.into_split();
         let hello = protocol::encode(&ClientMsg::Hello {
@@ -298,6 +315,9 @@ impl Task {
         let every = self.config.ping_every.max(MIN_PING_EVERY);
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first probe goes out as soon as we are welcomed.
+        let mut probe = tokio::time::interval(self.config.probe_every.max(MIN_PROBE_EVERY));
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 r = rd.read(&mut buf) => {
@@ -415,6 +435,12 @@ impl Task {
                     {
                         return self.lost(e);
                     }
+                    self.expire_probes(Instant::now());
+                }
+                _ = probe.tick(), if welcomed && self.probes.is_some() && !self.probes_refused => {
+                    if let Err(e) = self.send_probe(&mut wr).await {
+                        return self.lost(e);
+                    }
                 }
                 _ = ping.tick(), if welcomed => {
                     if let Err(e) = self.ping(&mut wr).await {
@@ -493,6 +519,51 @@ impl Task {
         Ok(())
     }
 
+    /// Writes one probe; every [`super::probe::LOG_EVERY`] logs the figures
+    /// of the probes before it.
+    async fn send_probe(&mut self, wr: &mut ClientWriter) -> Result<(), ConnError> {
+        let Some(p) = self.probes.as_mut() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let due = p.due_log(now);
+        let id = p.sent(now, timing::wall_micros());
+        if let Some(f) = due {
+            self.log.record(
+                EventKind::Probe,
+                &LogMessage::ClientProbes {
+                    name: &self.name,
+                    server: self.peer(),
+                    count: f.count,
+                    lost: f.lost,
+                    p50: f.p50,
+                    p99: f.p99,
+                    jitter: f.jitter.unwrap_or_default(),
+                },
+            );
+        }
+        write_msg(wr, &ClientMsg::Probe { id }).await
+    }
+
+    /// Whether a server error is an older server's refusal of our probe.
+    fn refuses_probes(&self, message: &str) -> bool {
+        !self.probes_refused && self.probes.is_some() && message.contains(PROBE_REFUSED)
+    }
+
+    fn expire_probes(&mut self, now: Instant) {
+        let lost = self.probes.as_mut().map(|p| p.expire(now));
+        for id in lost.into_iter().flatten() {
+            self.emit(ClientEvent::ProbeLost { id });
+        }
+    }
+
+    fn probes_lost_with_connection(&mut self) {
+        let lost = self.probes.as_mut().map(|p| p.drain(Instant::now()));
+        for id in lost.into_iter().flatten() {
+            self.emit(ClientEvent::ProbeLost { id });
+        }
+    }
+
     /// Writes a keepalive ping that is also a clock probe.
     async fn ping(&mut self, wr: &mut ClientWriter) -> Result<(), ConnError> {
         let id = self.clock.probe(Instant::now(), timing::wall_micros());
@@ -510,6 +581,21 @@ impl Task {
     /// Unix epoch: t4 for a reply).
     fn on_message(&mut self, msg: ServerMsg, now: Instant, wall: i64) -> Option<SessionEnd> {
         match msg {
+            ServerMsg::ProbeReply {
+                id,
+                read_us,
+                write_us,
+            } => {
+                if let Some((rtt, t1)) = self.probes.as_mut().and_then(|p| p.replied(id, now)) {
+                    self.emit(ClientEvent::Probe { id, rtt });
+                    // A stamped probe is a clock sample too: once a second,
+                    // the offset stays fresh without anyone typing.
+                    if let (Some(t2), Some(t3)) = (read_us, write_us) {
+                        self.clock.round_trip(rtt, t1, (t2, t3), wall, now);
+                        self.clock_changed(now);
+                    }
+                }
+            }
             ServerMsg::Reply {
                 id,
                 text,
@@ -623,6 +709,13 @@ impl Task {
                     self.name = new.clone();
                 }
                 self.emit(ClientEvent::Nick { old, new });
+            }
+            ServerMsg::Error { message } if self.refuses_probes(&message) => {
+                self.probes_refused = true;
+                if let Some(p) = self.probes.as_mut() {
+                    p.forget();
+                }
+                self.error("the server does not answer latency probes (a chatmon from before them?): no probes until the next connection");
             }
             ServerMsg::Error { message } => {
                 self.log.record(

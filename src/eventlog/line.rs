@@ -44,13 +44,16 @@ pub enum EventKind {
     /// The cluster link and the other nodes: link up or down, a node joined,
     /// lost or left (`serve --cluster`).
     Cluster,
+    /// A chat client's latency probes: their figures every 10 s, and the
+    /// marker the user's `/reset` leaves.
+    Probe,
     /// Anything else a log may hold; kept so that foreign logs still parse.
     Other(String),
 }
 
 impl EventKind {
     /// Every kind chatmon writes, for whoever must list or match them all.
-    pub const KNOWN: [EventKind; 10] = [
+    pub const KNOWN: [EventKind; 11] = [
         EventKind::Connection,
         EventKind::MessageSent,
         EventKind::MessageReceived,
@@ -61,6 +64,7 @@ impl EventKind {
         EventKind::Join,
         EventKind::Stats,
         EventKind::Cluster,
+        EventKind::Probe,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -75,6 +79,7 @@ impl EventKind {
             EventKind::Join => "Join",
             EventKind::Stats => "Stats",
             EventKind::Cluster => "Cluster",
+            EventKind::Probe => "Probe",
             EventKind::Other(s) => s,
         }
     }
@@ -97,6 +102,7 @@ impl EventKind {
             "Join" => EventKind::Join,
             "Stats" => EventKind::Stats,
             "Cluster" => EventKind::Cluster,
+            "Probe" => EventKind::Probe,
             _ => return None,
         })
     }

@@ -56,6 +56,10 @@ const LOG_FAILED: &str = "log writing failed (";
 const HELD_BACK: &str = " lines were held back and are now written";
 const HOLD_LOST: &str = "-byte hold were lost";
 const PAST_THE: &str = " lines past the ";
+const PROBES_TO: &str = ": probes to ";
+const FIGURES_RESET: &str = ": latency figures reset for ";
+/// The keys of a [`LogMessage::ClientProbes`] line after the server, in order.
+const PROBE_KEYS: [&str; 5] = ["count", "lost", "p50", "p99", "jitter"];
 /// The keys of a [`ServerStats`] line, in the order they are written.
 const STATS_KEYS: [&str; 7] = [
     "clients",
@@ -202,6 +206,22 @@ pub enum LogMessage<'a> {
     },
     /// `Error`: `NAME: WHAT`, the client's own error.
     ClientError { name: &'a str, what: &'a str },
+    /// `Probe`: `NAME: probes to SERVER count=N lost=L p50=X.XXXms p99=X.XXXms jitter=X.XXXms`,
+    /// the figures of the latency probes answered (`count`) and lost since
+    /// the last such line; jitter is the mean absolute difference between
+    /// consecutive round trips.
+    ClientProbes {
+        name: &'a str,
+        server: &'a str,
+        count: u64,
+        lost: u64,
+        p50: Duration,
+        p99: Duration,
+        jitter: Duration,
+    },
+    /// `Probe`: `NAME: latency figures reset for SERVER`, the marker the
+    /// TUI's `/reset` (Ctrl-R) leaves where its figures start again.
+    ClientFiguresReset { name: &'a str, server: &'a str },
     /// `Error`: the log writer's report once a failing sink works again:
     /// `log writing failed (ERROR); N lines were held back and are now written[; D lines past the M-byte hold were lost]`.
     LogRecovered {
@@ -310,6 +330,7 @@ impl<'a> LogMessage<'a> {
             | M::ClientError { .. }
             | M::LogRecovered { .. } => EventKind::Error,
             M::Stats(_) => EventKind::Stats,
+            M::ClientProbes { .. } | M::ClientFiguresReset { .. } => EventKind::Probe,
             M::Other(_) => return None,
         })
     }
@@ -344,7 +365,9 @@ impl<'a> LogMessage<'a> {
             | M::ClientReply { name, .. }
             | M::ClientRelay { name, .. }
             | M::ClientServerError { name, .. }
-            | M::ClientError { name, .. } => Some(name),
+            | M::ClientError { name, .. }
+            | M::ClientProbes { name, .. }
+            | M::ClientFiguresReset { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -387,6 +410,9 @@ impl<'a> LogMessage<'a> {
             EventKind::Cluster => text
                 .strip_prefix(CLUSTER_COLON)
                 .map(|what| LogMessage::Cluster { what }),
+            EventKind::Probe => {
+                parse_client_probes(text).or_else(|| parse_client_figures_reset(text))
+            }
             EventKind::Other(_) => None,
         };
         typed.unwrap_or(LogMessage::Other(text))
@@ -565,6 +591,22 @@ impl fmt::Display for LogMessage<'_> {
                 message,
             } => write!(f, "{name}: {SERVER} {server}{SAYS}{message}"),
             M::ClientError { name, what } => write!(f, "{name}{TEXT_START}{what}"),
+            M::ClientProbes {
+                name,
+                server,
+                count,
+                lost,
+                p50,
+                p99,
+                jitter,
+            } => write!(
+                f,
+                "{name}{PROBES_TO}{server} count={count} lost={lost} p50={} p99={} jitter={}",
+                Ms(p50),
+                Ms(p99),
+                Ms(jitter)
+            ),
+            M::ClientFiguresReset { name, server } => write!(f, "{name}{FIGURES_RESET}{server}"),
             M::LogRecovered { error, held, lost } => {
                 write!(f, "{LOG_FAILED}{error}); {held}{HELD_BACK}")?;
                 if let Some((dropped, hold)) = lost {
@@ -932,6 +974,37 @@ fn parse_client_error(text: &str) -> Option<LogMessage<'_>> {
     })
 }
 
+fn parse_client_probes(text: &str) -> Option<LogMessage<'_>> {
+    let (name_, rest) = text.split_once(PROBES_TO)?;
+    let mut words = rest.split(' ');
+    let server = word(words.next()?)?;
+    let mut values = [""; PROBE_KEYS.len()];
+    for (key, value) in PROBE_KEYS.iter().zip(values.iter_mut()) {
+        *value = words.next()?.strip_prefix(key)?.strip_prefix('=')?;
+    }
+    if words.next().is_some() {
+        return None;
+    }
+    let [count_, lost, p50, p99, jitter] = values;
+    Some(LogMessage::ClientProbes {
+        name: name(name_)?,
+        server,
+        count: count(count_)?,
+        lost: count(lost)?,
+        p50: ms(p50)?,
+        p99: ms(p99)?,
+        jitter: ms(jitter)?,
+    })
+}
+
+fn parse_client_figures_reset(text: &str) -> Option<LogMessage<'_>> {
+    let (name_, server) = text.split_once(FIGURES_RESET)?;
+    Some(LogMessage::ClientFiguresReset {
+        name: name(name_)?,
+        server: word(server)?,
+    })
+}
+
 fn parse_log_recovered(text: &str) -> Option<LogMessage<'_>> {
     let rest = text.strip_prefix(LOG_FAILED)?;
     let (rest, lost) = match rest.strip_suffix(HOLD_LOST) {
@@ -1274,6 +1347,25 @@ mod tests {
                     lost: Some((18000, 2000)),
                 },
                 "log writing failed (a); b); 2000 lines were held back and are now written; 18000 lines past the 2000-byte hold were lost",
+            ),
+            (
+                M::ClientProbes {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                    count: 9,
+                    lost: 1,
+                    p50: us(213),
+                    p99: us(1_500),
+                    jitter: us(21),
+                },
+                "alice: probes to 127.0.0.1:7878 count=9 lost=1 p50=0.213ms p99=1.500ms jitter=0.021ms",
+            ),
+            (
+                M::ClientFiguresReset {
+                    name: "alice",
+                    server: SERVER_ADDR,
+                },
+                "alice: latency figures reset for 127.0.0.1:7878",
             ),
         ]
     }

@@ -3,9 +3,11 @@
 //!
 //! The helpers both commands share live here too, so there is one copy of
 //! each: `hist` (histogram construction and recording) and `plot` (the
-//! SVG figure). Neither knows about clients, logs or servers.
+//! SVG figure). `live` keeps the chat client's sliding-window figures
+//! (probes and messages, for the TUI's panel and the `Probe` log lines). Neither knows about clients, logs or servers.
 
 pub(crate) mod hist;
+pub(crate) mod live;
 pub(crate) mod plot;
 
 use hdrhistogram::Histogram;

@@ -86,6 +86,9 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
     },
+    /// A latency probe: answered at once with a `probe_reply` carrying the
+    /// same `id`; never relayed, shown or logged by the server.
+    Probe { id: u64 },
 }
 
 impl ClientMsg {
@@ -141,6 +144,15 @@ pub enum ServerMsg {
         id: u64,
         read_us: i64,
         write_us: i64,
+    },
+    /// Answer to one `probe`, carrying its id and, like a reply, the
+    /// server's read and write times (absent from servers that predate them).
+    ProbeReply {
+        id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        read_us: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        write_us: Option<i64>,
     },
     /// Someone else's message, relayed. `ts` is the server's local time;
     /// `read_us` the server's wall clock when it read the original; the rest
@@ -486,6 +498,38 @@ mod tests {
         ));
         assert!(!is_chat_before_hello(b"{not json}"));
         assert!(!is_chat_before_hello(b"msg"));
+    }
+
+    #[test]
+    fn probe_wire_form() {
+        let p = encode(&ClientMsg::Probe { id: 9 });
+        assert_eq!(p, "{\"type\":\"probe\",\"id\":9}\n");
+        let unstamped = ServerMsg::ProbeReply {
+            id: 9,
+            read_us: None,
+            write_us: None,
+        };
+        let r = encode(&unstamped);
+        assert_eq!(r, "{\"type\":\"probe_reply\",\"id\":9}\n");
+        let back: ServerMsg = decode(r.trim_end().as_bytes()).expect("decodes");
+        assert_eq!(back, unstamped);
+        let stamped = ServerMsg::ProbeReply {
+            id: 9,
+            read_us: Some(1),
+            write_us: Some(2),
+        };
+        let r = encode(&stamped);
+        assert_eq!(
+            r,
+            "{\"type\":\"probe_reply\",\"id\":9,\"read_us\":1,\"write_us\":2}\n"
+        );
+        assert_eq!(
+            decode::<ServerMsg>(r.trim_end().as_bytes()).expect("decodes"),
+            stamped
+        );
+        // A probe before the hello stays a plain line, as it was before
+        // probes existed: plain sessions are unaffected.
+        assert!(!is_chat_before_hello(p.trim_end().as_bytes()));
     }
 
     #[test]

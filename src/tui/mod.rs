@@ -1,9 +1,10 @@
 //! The terminal chat client: terminal setup and the event loop. State lives in
-//! [`app`], drawing in [`render`], the local-server policy in [`local`]; the
-//! socket and the log tail run as background tasks that send events over
-//! channels.
+//! [`app`], drawing in [`render`], the local-server policy in [`local`], the
+//! live panel's export file and reset marker in `live_io`; the socket and
+//! the log tail run as background tasks that send events over channels.
 
 pub mod app;
+mod live_io;
 mod local;
 pub mod render;
 
@@ -27,6 +28,7 @@ use crate::tls::client::TlsClient;
 use app::{Action, App, Level, LogSource, TlsBadge};
 use local::{LocalServer, NOTE as LOCAL_NOTE, Started};
 use render::Theme;
+pub use render::ThemeChoice;
 
 /// Settings of `chatmon chat`.
 #[derive(Debug, Clone)]
@@ -45,6 +47,14 @@ pub struct ChatOptions {
     /// Speak the seed's plain protocol (`Server received: T`) from the start
     /// instead of only when the server answers the hello that way.
     pub plain: bool,
+    /// Latency probe period; zero turns probes off.
+    pub probe_every: Duration,
+    /// The colours asked for; `None` follows `NO_COLOR` (mono when it is
+    /// set, else dark).
+    pub theme: Option<ThemeChoice>,
+    /// Capture the mouse (wheel scrolling); `false` leaves it to the
+    /// terminal so that text can be selected.
+    pub mouse: bool,
 }
 
 /// Ticks for live figures (pending timers, msg/s, reconnect countdown).
@@ -96,6 +106,7 @@ async fn run_async(
     // The stream makes the log panel work for remote servers; lines that
     // also reach the tailed file are shown once.
     config.subscribe = true;
+    config.probe_every = opts.probe_every;
     let tail_path = opts.tail.clone().unwrap_or_else(|| opts.log.clone());
     let mut app = App::new(&opts.server, &opts.name, &tail_path.display().to_string());
     if let Some(tls) = &opts.tls {
@@ -105,6 +116,7 @@ async fn run_async(
             TlsBadge::Verified
         });
     }
+    app.configure(opts.probe_every, opts.mouse);
     match started {
         Some(Started::Yes) => {
             app.set_local_server(LOCAL_NOTE);
@@ -125,7 +137,7 @@ async fn run_async(
         ),
         None => {}
     }
-    let theme = Theme::dark();
+    let theme = Theme::resolve(opts.theme, std::env::var_os("NO_COLOR").as_deref());
     let (handle, mut client_rx) = client::spawn(config, log.clone());
     let (tail_tx, mut tail_rx) = mpsc::unbounded_channel();
     tail::spawn(tail_path.clone(), TAIL_START_LINES, tail_tx)
@@ -140,8 +152,15 @@ async fn run_async(
     }));
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let _guard = TerminalGuard;
-    execute!(io::stdout(), EnableMouseCapture, EnableBracketedPaste)
-        .context("cannot set up the terminal")?;
+    execute!(io::stdout(), EnableBracketedPaste).context("cannot set up the terminal")?;
+    if opts.mouse {
+        execute!(io::stdout(), EnableMouseCapture).context("cannot set up the terminal")?;
+    }
+    let export_dir = opts
+        .log
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
 
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
@@ -177,7 +196,7 @@ async fn run_async(
             ev = events.next() => match ev {
                 Some(Ok(ev)) => {
                     if let Some(action) = app.on_event(&ev) {
-                        perform(&mut app, &handle, action);
+                        perform(&mut app, &handle, &log, &export_dir, action);
                     }
                     dirty = true;
                 }
@@ -232,7 +251,13 @@ async fn run_async(
     Ok(())
 }
 
-fn perform(app: &mut App, handle: &client::ClientHandle, action: Action) {
+fn perform(
+    app: &mut App,
+    handle: &client::ClientHandle,
+    log: &EventLog,
+    export_dir: &std::path::Path,
+    action: Action,
+) {
     match action {
         Action::Send(text) => {
             let id = handle.send(text.clone());
@@ -241,6 +266,21 @@ fn perform(app: &mut App, handle: &client::ClientHandle, action: Action) {
         Action::Nick(n) => handle.command(Command::Nick(n)),
         Action::Subscribe(on) => handle.command(Command::Subscribe(on)),
         Action::Quit => app.request_quit(),
+        Action::Export { text, count } => {
+            let r = live_io::export(export_dir, &text).map(|p| (p, count));
+            app.exported(r);
+        }
+        Action::ResetFigures => live_io::log_reset(log, app),
+        Action::Mouse(on) => {
+            let r = if on {
+                execute!(io::stdout(), EnableMouseCapture)
+            } else {
+                execute!(io::stdout(), DisableMouseCapture)
+            };
+            if let Err(e) = r {
+                app.notice(Level::Error, format!("cannot change mouse capture: {e}"));
+            }
+        }
     }
 }
 

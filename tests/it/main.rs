@@ -26,6 +26,8 @@ mod faults;
 /// Slow and greedy peers (issue 11): line and hello deadlines, the
 /// per-address limit, eviction when full.
 mod hardening;
+/// The live latency panel: probes, lag, timeouts, recovery.
+mod live;
 /// Several writers, threads or processes, sharing one log file.
 mod log_sharing;
 /// The Prometheus endpoint.

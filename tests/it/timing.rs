@@ -224,7 +224,7 @@ fn the_tui_falls_back_to_a_plain_session_with_a_seed_style_server() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     tui.keys(b"\r");
-    tui.wait_for("n 2  min ");
+    tui.wait_for("#2 rtt ");
     tui.keys(b"three\r");
     tui.wait_for("↳ Server received: three");
     tui.keys(b"\x1b");

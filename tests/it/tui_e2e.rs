@@ -32,8 +32,23 @@ fn type_a_message_and_see_its_reply_and_rtt() {
     tui.keys("hello from a pty 世界\r".as_bytes());
     let screen = tui.wait_for("↳ Server received: hello from a pty 世界");
     assert!(screen.contains("rtt "), "{screen}");
-    // The latency panel counted it.
-    tui.wait_for("n 1  min ");
+    // The latency panel counted it: the messages' column of the `n` row.
+    tui.wait_for("│n ");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let c = tui.contents();
+        let counted = c.lines().any(|l| {
+            l.split("│n ")
+                .nth(1)
+                .and_then(|r| r.split('│').next())
+                .is_some_and(|cells| cells.split_whitespace().nth(1) == Some("1"))
+        });
+        if counted {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not counted:\n{c}");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
     // The server logged it, and so did the client, with its RTT.
     ts.wait_log("for the pty message", |l| {
         l.starts_with("Message Received: ") && l.ends_with("hello from a pty 世界")

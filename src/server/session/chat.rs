@@ -1,6 +1,7 @@
 //! The JSON chat protocol of one session: the `hello` that makes it a room
 //! member, then messages (answered with a `reply`, relayed to the room as
-//! `chat`), `nick`, `subscribe` and `ping`.
+//! `chat`), `nick`, `subscribe`, `ping` and `probe` (answered with a
+//! `probe_reply` at once, not relayed, not logged).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -205,6 +206,15 @@ impl Session {
                 id,
                 read_us: self.read_us,
                 write_us: timing::wall_micros(),
+            }),
+            // Answered at once on this thread, before anything else queued
+            // for us: a probe measures the connection and this session,
+            // never the relay. Not logged one by one (a probe a second would
+            // drown the log); the client logs their figures.
+            ClientMsg::Probe { id } => self.write_msg(&ServerMsg::ProbeReply {
+                id,
+                read_us: Some(self.read_us),
+                write_us: Some(timing::wall_micros()),
             }),
             ClientMsg::Hello { .. } => {
                 self.sh

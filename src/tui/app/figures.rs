@@ -1,14 +1,16 @@
-//! The figures panels' state: round-trip samples and their statistics, the
-//! reply rate, and the figures the server streams. It knows nothing of keys
-//! or drawing.
+//! The figures panels' state: the reply rate, the server and network time
+//! of stamped replies, the clock offset, and the figures the server
+//! streams. The round trips' statistics are the live panel's (`live.rs`).
+//! It knows nothing of keys or drawing.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::timing::Offset;
 
-/// Round-trip samples kept for the figures.
-pub(crate) const RTT_SAMPLES: usize = 10_000;
+/// Stamped replies kept for the server/network time figures.
+pub(crate) const SPLIT_SAMPLES: usize = 10_000;
+
 /// Window for messages per second.
 pub(crate) const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -21,28 +23,6 @@ pub(crate) struct ServerFigures {
     pub(crate) uptime_secs: u64,
     /// Events the server could not deliver to us, summed over the session.
     pub(crate) dropped_events: u64,
-}
-
-/// Round-trip statistics over the kept samples.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct RttFigures {
-    pub(crate) count: usize,
-    pub(crate) min: Duration,
-    pub(crate) p50: Duration,
-    pub(crate) p90: Duration,
-    pub(crate) p99: Duration,
-    pub(crate) max: Duration,
-    /// Replies per second over [`RATE_WINDOW`].
-    pub(crate) per_sec: f64,
-}
-
-/// Nearest-rank percentile of sorted samples: `sorted[ceil(p*n) - 1]`.
-pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Server and network time over the kept samples (µs), nearest rank.
@@ -64,15 +44,13 @@ fn percentile_us(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// The latency, sparkline and server panels' data.
+/// The rate, timing and server panels' data.
 #[derive(Debug, Default)]
 pub(crate) struct Figures {
-    /// Recent round trips, oldest first, with the message id.
-    rtts: VecDeque<(u64, Duration)>,
     /// When each reply of the last [`RATE_WINDOW`] came, for the rate.
     reply_times: VecDeque<Instant>,
-    /// Statistics of `rtts`, computed on change rather than per frame.
-    rtt: RttFigures,
+    /// Replies per second over [`RATE_WINDOW`].
+    per_sec: f64,
     /// `None` until the server streams its first figures.
     server: Option<ServerFigures>,
     /// Server and network time (µs) of recent stamped replies, oldest first.
@@ -84,13 +62,13 @@ pub(crate) struct Figures {
 }
 
 impl Figures {
-    pub(crate) fn rtt(&self) -> &RttFigures {
-        &self.rtt
+    /// Replies per second over [`RATE_WINDOW`].
+    pub(crate) fn per_sec(&self) -> f64 {
+        self.per_sec
     }
 
-    /// Round trips, oldest first.
-    pub(crate) fn rtts(&self) -> impl DoubleEndedIterator<Item = Duration> + ExactSizeIterator {
-        self.rtts.iter().map(|(_, d)| *d)
+    pub(crate) fn server(&self) -> Option<&ServerFigures> {
+        self.server.as_ref()
     }
 
     pub(crate) fn split(&self) -> &SplitFigures {
@@ -105,10 +83,11 @@ impl Figures {
         self.offset = Some(offset);
     }
 
-    /// A stamped reply's server and network time, in µs.
+    /// A stamped reply's server and network time, in µs. Sorted per reply
+    /// (not per frame): replies come at typing speed.
     pub(crate) fn record_split(&mut self, server_us: u64, net_us: u64) {
         self.splits.push_back((server_us, net_us));
-        while self.splits.len() > RTT_SAMPLES {
+        while self.splits.len() > SPLIT_SAMPLES {
             self.splits.pop_front();
         }
         let mut s: Vec<u64> = self.splits.iter().map(|v| v.0).collect();
@@ -124,15 +103,7 @@ impl Figures {
         };
     }
 
-    pub(crate) fn server(&self) -> Option<&ServerFigures> {
-        self.server.as_ref()
-    }
-
-    pub(crate) fn record_reply(&mut self, id: u64, rtt: Duration, now: Instant) {
-        self.rtts.push_back((id, rtt));
-        while self.rtts.len() > RTT_SAMPLES {
-            self.rtts.pop_front();
-        }
+    pub(crate) fn record_reply(&mut self, now: Instant) {
         self.reply_times.push_back(now);
         self.refresh(now);
     }
@@ -149,9 +120,9 @@ impl Figures {
         self.server = Some(figures);
     }
 
-    /// Recomputes the statistics; returns whether the rate changed.
+    /// Recomputes the rate; returns whether it changed.
     pub(crate) fn refresh(&mut self, now: Instant) -> bool {
-        let before = self.rtt.per_sec;
+        let before = self.per_sec;
         while let Some(t) = self.reply_times.front() {
             if now.saturating_duration_since(*t) > RATE_WINDOW {
                 self.reply_times.pop_front();
@@ -159,18 +130,8 @@ impl Figures {
                 break;
             }
         }
-        let mut sorted: Vec<Duration> = self.rtts().collect();
-        sorted.sort_unstable();
-        self.rtt = RttFigures {
-            count: sorted.len(),
-            min: sorted.first().copied().unwrap_or_default(),
-            p50: percentile(&sorted, 0.50),
-            p90: percentile(&sorted, 0.90),
-            p99: percentile(&sorted, 0.99),
-            max: sorted.last().copied().unwrap_or_default(),
-            per_sec: self.reply_times.len() as f64 / RATE_WINDOW.as_secs_f64(),
-        };
-        before != self.rtt.per_sec
+        self.per_sec = self.reply_times.len() as f64 / RATE_WINDOW.as_secs_f64();
+        before != self.per_sec
     }
 }
 
@@ -179,12 +140,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentile_is_nearest_rank() {
-        let v: Vec<Duration> = (1..=10).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&v, 0.5), Duration::from_millis(5));
-        assert_eq!(percentile(&v, 0.9), Duration::from_millis(9));
-        assert_eq!(percentile(&v, 0.99), Duration::from_millis(10));
-        assert_eq!(percentile(&v[..1], 0.5), Duration::from_millis(1));
-        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    fn rate_counts_the_last_ten_seconds() {
+        let mut f = Figures::default();
+        let t0 = Instant::now();
+        for i in 0..5 {
+            f.record_reply(t0 + Duration::from_secs(i));
+        }
+        assert!((f.per_sec() - 0.5).abs() < 1e-9);
+        // At 13 s the replies of 0, 1 and 2 s are more than 10 s old.
+        assert!(f.refresh(t0 + Duration::from_secs(13)));
+        assert!((f.per_sec() - 0.2).abs() < 1e-9);
     }
 }

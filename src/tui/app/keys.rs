@@ -62,6 +62,7 @@ impl App {
         }
         match k.code {
             KeyCode::Char('c') if ctrl => return Some(self.quit()),
+            KeyCode::Char('r') if ctrl => return self.reset_figures(std::time::Instant::now()),
             KeyCode::Esc => return Some(self.quit()),
             KeyCode::F(1) => {
                 self.show_help = true;
@@ -104,6 +105,9 @@ impl App {
         match self.focus {
             Focus::Input => self.on_input_key(k, ev),
             Focus::Replies | Focus::Live => {
+                if !ctrl && let Some(action) = self.live_key(k.code, std::time::Instant::now()) {
+                    return action;
+                }
                 match k.code {
                     KeyCode::Up | KeyCode::Char('k') => self.scroll_focused(KEY_ROWS),
                     KeyCode::Down | KeyCode::Char('j') => self.scroll_focused(-KEY_ROWS),
@@ -195,6 +199,8 @@ impl App {
                 self.chat.clear();
                 None
             }
+            "reset" => self.reset_figures(std::time::Instant::now()),
+            "mouse" => self.mouse_command(arg),
             "log" => {
                 self.log_view = match arg {
                     "file" | "local" => LogView::File,

@@ -7,10 +7,12 @@ mod chat;
 mod figures;
 mod input;
 mod keys;
+mod live;
+mod live_keys;
 mod log;
 mod status;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ratatui::layout::Rect;
 
@@ -19,6 +21,7 @@ use crate::client::ClientEvent;
 pub(crate) use chat::{ChatPane, Entry, Level, MsgStatus};
 pub(crate) use figures::{Figures, ServerFigures};
 pub(crate) use input::InputBox;
+pub(crate) use live::{Kind, Lag, Live, wall_at as live_wall_at};
 pub(crate) use log::{LogLine, LogPanel};
 pub use log::{LogSource, LogView};
 pub(crate) use status::{ConnState, Status, TlsBadge};
@@ -55,6 +58,17 @@ pub enum Action {
     Nick(String),
     Subscribe(bool),
     Quit,
+    /// Write the live panel's export (JSON Lines, `count` samples) to a
+    /// file and say where with [`App::exported`].
+    Export {
+        text: String,
+        count: usize,
+    },
+    /// The figures were cleared: leave a marker in the log.
+    ResetFigures,
+    /// Capture the mouse (wheel scrolling), or let the terminal have it
+    /// (text selection).
+    Mouse(bool),
 }
 
 /// Everything the TUI shows, by pane.
@@ -64,6 +78,14 @@ pub struct App {
     log: LogPanel,
     input: InputBox,
     figures: Figures,
+    /// The live latency panel: probes, messages, chart, lag.
+    live: Live,
+    /// Whether the mouse is captured (wheel scrolls) or left to the
+    /// terminal (text can be selected and copied).
+    mouse: bool,
+    /// The last export's or reset's result, for the status bar: whether it
+    /// failed, and its words.
+    live_note: Option<(bool, String)>,
     /// Which sources the log panel shows. The App's, not the log pane's:
     /// keys and commands choose it, and it decides whether to subscribe.
     pub log_view: LogView,
@@ -86,6 +108,9 @@ impl App {
             log: LogPanel::new(tail_path),
             input: InputBox::default(),
             figures: Figures::default(),
+            live: Live::new(crate::client::DEFAULT_PROBE_EVERY),
+            mouse: true,
+            live_note: None,
             log_view: LogView::Both,
             focus: Focus::Input,
             show_help: false,
@@ -113,6 +138,24 @@ impl App {
 
     pub(crate) fn figures(&self) -> &Figures {
         &self.figures
+    }
+
+    pub(crate) fn live(&self) -> &Live {
+        &self.live
+    }
+
+    pub(crate) fn mouse(&self) -> bool {
+        self.mouse
+    }
+
+    pub(crate) fn live_note(&self) -> Option<&(bool, String)> {
+        self.live_note.as_ref()
+    }
+
+    /// The probe period (zero: off) and whether the mouse starts captured.
+    pub fn configure(&mut self, probe_every: Duration, mouse: bool) {
+        self.live = Live::new(probe_every);
+        self.mouse = mouse;
     }
 
     pub(crate) fn focus(&self) -> Focus {
@@ -167,7 +210,7 @@ impl App {
     }
 
     /// Records a message handed to the connection under `id`.
-    pub(crate) fn sent_local(&mut self, id: u64, text: String) {
+    pub fn sent_local(&mut self, id: u64, text: String) {
         self.chat.sent(id, text);
     }
 
@@ -201,6 +244,9 @@ impl App {
                 self.status.set_conn(ConnState::Connected);
                 self.status.set_name(name.clone());
                 self.status.set_user_count(users.len());
+                if was_down {
+                    self.live.reconnected(now);
+                }
                 let verb = if was_down { "reconnected" } else { "connected" };
                 let msg = format!("{verb} to {} as {name}", self.status.server());
                 self.notice(Level::Info, msg);
@@ -252,7 +298,8 @@ impl App {
                 if let Some(sp) = split {
                     self.figures.record_split(sp.server_us, sp.network_us);
                 }
-                self.figures.record_reply(id, rtt, now);
+                self.figures.record_reply(now);
+                self.live.reply(id, rtt, now);
             }
             ClientEvent::Clock(offset) => self.figures.set_offset(offset),
             ClientEvent::TimedOut { id } => {
@@ -261,12 +308,20 @@ impl App {
                 {
                     *s = MsgStatus::TimedOut { since: now };
                 }
+                self.live.message_lost(id, now);
             }
             ClientEvent::Undelivered { id, reason } => {
                 if let Some(s) = self.chat.status_of(id) {
+                    // Sent and cut off by the connection: lost. Never sent
+                    // (queued at quit, queue full): no round trip at all.
+                    if matches!(s, MsgStatus::Pending { .. }) {
+                        self.live.message_lost(id, now);
+                    }
                     *s = MsgStatus::Undelivered { reason };
                 }
             }
+            ClientEvent::Probe { id, rtt } => self.live.probe(id, rtt, now),
+            ClientEvent::ProbeLost { id } => self.live.probe_lost(id, now),
             ClientEvent::Chat {
                 from,
                 text,
@@ -340,10 +395,21 @@ impl App {
         }
     }
 
+    /// Brings the live panel's figures up to date with the samples that
+    /// arrived (once per frame at most: the render calls it).
+    pub(crate) fn sync_live(&mut self, now: Instant) {
+        self.live.sync(now);
+    }
+
     /// Periodic work; returns whether anything visible changed.
     pub(crate) fn on_tick(&mut self, now: Instant) -> bool {
         let rate_changed = self.figures.refresh(now);
-        self.chat.has_live_timer()
+        self.live.refresh(now);
+        // The chart's time axis moves with the clock.
+        let live_moves = self.live.frozen().is_none()
+            && (self.live.probes_on() || self.live.points_until(now).next().is_some());
+        live_moves
+            || self.chat.has_live_timer()
             || rate_changed
             || matches!(self.status.conn(), ConnState::Disconnected { .. })
     }
@@ -384,8 +450,10 @@ mod tests {
             Entry::Mine { status, .. } => assert!(matches!(status, MsgStatus::Replied { .. })),
             e => panic!("unexpected {e:?}"),
         }
-        assert_eq!(app.figures().rtt().count, 1);
-        assert_eq!(app.figures().rtt().p99, Duration::from_micros(300));
+        app.sync_live(t0);
+        let m = app.live().figures(Kind::Message);
+        assert_eq!((m.count, m.lost), (1, 1));
+        assert_eq!(m.p99, Duration::from_micros(300));
     }
 
     #[test]

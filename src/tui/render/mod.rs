@@ -4,14 +4,15 @@
 //! panes wrap to (scrolls are clamped to them) and the areas it laid out
 //! (for the mouse and paging).
 
+mod chart;
 mod chat;
 mod figures;
 mod help;
 mod input;
+mod lag;
 mod log;
 mod recent;
 mod server;
-mod spark;
 mod status;
 mod text;
 mod theme;
@@ -25,6 +26,7 @@ use ratatui::widgets::{Block, BorderType};
 
 use super::app::App;
 pub(crate) use theme::Theme;
+pub use theme::ThemeChoice;
 
 /// Below this width the panes stack instead of standing side by side.
 pub(crate) const WIDE: u16 = 100;
@@ -41,19 +43,19 @@ const STACKED_LIVE_SHARE: (u16, u16) = (2, 5);
 const STACKED_LIVE_MIN: u16 = 8;
 /// ...while leaving this many for the chat and the input.
 const STACKED_CHAT_KEEP: u16 = 6;
-/// Rows of the latency figures (two lines and borders).
-const FIGURES_ROWS: u16 = 4;
-/// ...and with where the time goes and the clock offset, from
-/// [`SPARK_FROM`] rows of the log side (narrow ones drop them first).
-const FIGURES_TIMING_ROWS: u16 = 6;
 /// Rows of the server panel, when the server streams figures.
 const SERVER_ROWS: u16 = 3;
-/// Rows of the sparkline, shown from [`SPARK_FROM`] rows of the log side.
-const SPARK_ROWS: u16 = 5;
-const SPARK_FROM: u16 = 16;
-/// Rows of the recent messages, shown from [`RECENT_FROM`] rows.
+/// Fewest rows of the chart (its axes, labels and a few rows of points):
+/// with fewer it is not drawn at all.
+const CHART_MIN_ROWS: u16 = 8;
+/// Most rows the chart takes; the log has the rest.
+const CHART_MAX_ROWS: u16 = 12;
+/// The chart's share of the rows the figures and the log leave.
+const CHART_SHARE: (u16, u16) = (2, 5);
+/// Rows of the recent messages, shown when the chart leaves them...
 const RECENT_ROWS: u16 = 7;
-const RECENT_FROM: u16 = 24;
+/// ...and the log still has this many more than its least.
+const LOG_KEEP_ROWS: u16 = 6;
 /// Fewest rows of the log panel.
 const LOG_MIN_ROWS: u16 = 3;
 /// Rows of the reply pane a page leaves out: its two borders, and one row
@@ -62,6 +64,7 @@ const PAGE_OVERLAP: u16 = 3;
 
 /// Draws the whole screen and records pane areas for the mouse.
 pub(crate) fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
+    app.sync_live(Instant::now());
     let area = f.area();
     let [status, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
     status::draw(f, app, status, Instant::now(), theme);
@@ -99,34 +102,44 @@ pub(crate) fn draw(f: &mut Frame, app: &mut App, theme: &Theme) {
     }
 }
 
-/// The log side: figures, server, sparkline, recent messages and the log,
-/// the optional ones only where there is room.
+/// The log side: figures, server, chart, recent messages and the log. When
+/// rows are short the chart shrinks and goes first, then the figures drop
+/// to two lines; the log keeps a few rows (and the chat, beside or above,
+/// is never what gives way).
 fn draw_live(f: &mut Frame, app: &mut App, area: ratatui::layout::Rect, theme: &Theme) {
     let server_h = if app.figures().server().is_some() {
         SERVER_ROWS
     } else {
         0
     };
-    let recent_h = if area.height >= RECENT_FROM {
+    // Where the time goes (server/network time, clock offset) takes rows of
+    // its own below the table, and is the first to go when rows are short.
+    let timing_h = figures::timing_rows(app);
+    let figures_h = if area.height >= figures::FULL_ROWS + timing_h + LOG_MIN_ROWS {
+        figures::FULL_ROWS + timing_h
+    } else if area.height >= figures::FULL_ROWS + LOG_MIN_ROWS {
+        figures::FULL_ROWS
+    } else {
+        figures::COMPACT_ROWS
+    };
+    let rest = area
+        .height
+        .saturating_sub(figures_h + server_h + LOG_MIN_ROWS);
+    let (num, den) = CHART_SHARE;
+    let chart_h = if rest >= CHART_MIN_ROWS {
+        (rest * num / den).clamp(CHART_MIN_ROWS, CHART_MAX_ROWS)
+    } else {
+        0
+    };
+    let recent_h = if rest.saturating_sub(chart_h) >= RECENT_ROWS + LOG_KEEP_ROWS {
         RECENT_ROWS
     } else {
         0
     };
-    let spark_h = if area.height >= SPARK_FROM {
-        SPARK_ROWS
-    } else {
-        0
-    };
-    let has_timing = app.figures().split().count > 0 || app.figures().offset().is_some();
-    let figures_h = if has_timing && area.height >= SPARK_FROM {
-        FIGURES_TIMING_ROWS
-    } else {
-        FIGURES_ROWS
-    };
-    let [stats, server, spark, recent, log] = Layout::vertical([
+    let [stats, server, chart, recent, log] = Layout::vertical([
         Constraint::Length(figures_h),
         Constraint::Length(server_h),
-        Constraint::Length(spark_h),
+        Constraint::Length(chart_h),
         Constraint::Length(recent_h),
         Constraint::Min(LOG_MIN_ROWS),
     ])
@@ -135,8 +148,8 @@ fn draw_live(f: &mut Frame, app: &mut App, area: ratatui::layout::Rect, theme: &
     if server_h > 0 {
         server::draw(f, app, server, theme);
     }
-    if spark_h > 0 {
-        spark::draw(f, app, spark, theme);
+    if chart_h > 0 {
+        chart::draw(f, app, chart, Instant::now(), theme);
     }
     if recent_h > 0 {
         recent::draw(f, app, recent, theme);
@@ -164,11 +177,94 @@ fn pane(title: Line<'static>, focused: bool, theme: &Theme) -> Block<'static> {
 /// `width` × `height` and returns the screen as text, one line per row (wide
 /// characters once): for render tests and text screenshots.
 pub fn to_text(app: &mut App, width: u16, height: u16) -> String {
-    let theme = Theme::default();
+    buffer_text(&to_buffer(app, width, height, &Theme::default()))
+}
+
+/// Draws the app with the default theme off screen and returns the screen
+/// as ANSI text (SGR colours and bold/dim/italic/underline/reverse, one
+/// line per row): for the README's screenshot (`examples/screenshot.rs`).
+pub fn to_ansi(app: &mut App, width: u16, height: u16) -> String {
+    use ratatui::style::{Color, Modifier};
+    let buf = to_buffer(app, width, height, &Theme::default());
+    let colour = |c: Color, fg: bool| -> String {
+        let base = if fg { 30 } else { 40 };
+        match c {
+            Color::Reset => format!("{}", base + 9),
+            Color::Black => format!("{base}"),
+            Color::Red => format!("{}", base + 1),
+            Color::Green => format!("{}", base + 2),
+            Color::Yellow => format!("{}", base + 3),
+            Color::Blue => format!("{}", base + 4),
+            Color::Magenta => format!("{}", base + 5),
+            Color::Cyan => format!("{}", base + 6),
+            Color::Gray => format!("{}", base + 7),
+            Color::DarkGray => format!("{}", base + 60),
+            Color::LightRed => format!("{}", base + 61),
+            Color::LightGreen => format!("{}", base + 62),
+            Color::LightYellow => format!("{}", base + 63),
+            Color::LightBlue => format!("{}", base + 64),
+            Color::LightMagenta => format!("{}", base + 65),
+            Color::LightCyan => format!("{}", base + 66),
+            Color::White => format!("{}", base + 67),
+            Color::Indexed(i) => format!("{};5;{i}", base + 8),
+            Color::Rgb(r, g, b) => format!("{};2;{r};{g};{b}", base + 8),
+        }
+    };
+    let mut s = String::new();
+    for y in 0..buf.area.height {
+        let mut last = None;
+        let mut skip = 0;
+        for x in 0..buf.area.width {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let cell = &buf[(x, y)];
+            let style = (cell.fg, cell.bg, cell.modifier);
+            if last != Some(style) {
+                let mut sgr = vec![
+                    "0".to_string(),
+                    colour(cell.fg, true),
+                    colour(cell.bg, false),
+                ];
+                for (m, code) in [
+                    (Modifier::BOLD, "1"),
+                    (Modifier::DIM, "2"),
+                    (Modifier::ITALIC, "3"),
+                    (Modifier::UNDERLINED, "4"),
+                    (Modifier::REVERSED, "7"),
+                ] {
+                    if cell.modifier.contains(m) {
+                        sgr.push(code.to_string());
+                    }
+                }
+                s.push_str(&format!("\x1b[{}m", sgr.join(";")));
+                last = Some(style);
+            }
+            skip = unicode_width::UnicodeWidthStr::width(cell.symbol()).saturating_sub(1);
+            s.push_str(cell.symbol());
+        }
+        s.push_str("\x1b[0m\n");
+    }
+    s
+}
+
+/// Draws the app with `theme` on an off-screen terminal and returns its
+/// cells, colours included: for render tests of the themes.
+pub(crate) fn to_buffer(
+    app: &mut App,
+    width: u16,
+    height: u16,
+    theme: &Theme,
+) -> ratatui::buffer::Buffer {
     // An off-screen backend cannot fail (its error type is uninhabited).
     let Ok(mut t) = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height));
-    let Ok(_) = t.draw(|f| draw(f, app, &theme));
-    let buf = t.backend().buffer();
+    let Ok(_) = t.draw(|f| draw(f, app, theme));
+    t.backend().buffer().clone()
+}
+
+/// The screen as text, one line per row (wide characters once).
+pub(crate) fn buffer_text(buf: &ratatui::buffer::Buffer) -> String {
     let mut s = String::new();
     for y in 0..buf.area.height {
         let mut skip = 0;
@@ -282,7 +378,8 @@ mod tests {
         assert!(s.contains("10:00:01 bob: hi \\u{1b}[31mred"), "{s}");
         assert!(s.contains("waiting for reply"), "{s}");
         assert!(s.contains("Round-trip latency"), "{s}");
-        assert!(s.contains("p50 0.213ms"), "{s}");
+        let p50 = s.lines().find(|l| l.contains("│ p50")).expect("p50 row");
+        assert!(p50.trim_end().ends_with("0.213ms│"), "{p50}");
         assert!(s.contains("Recent messages"), "{s}");
         assert!(
             s.contains("10:00:00.000 Connection: server: 127.0.0.1:5000"),

@@ -1,5 +1,6 @@
 //! The status bar: connection state, server, our name, the room's size, the
-//! cluster link when it is down, the local-server note and the help hint, on one row.
+//! cluster link when it is down, the local-server note, the lag (`lag.rs`) and
+//! the help hint, on one row.
 
 use std::time::Instant;
 
@@ -75,6 +76,7 @@ pub(super) fn draw(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &T
         spans.push(Span::styled(note.to_string(), theme.local_server));
         spans.push(Span::raw(" "));
     }
+    spans.extend(super::lag::spans(app, theme));
     spans.push(Span::styled("│ F1 help", theme.dim));
     f.render_widget(
         Paragraph::new(Line::from(spans)).style(theme.status_bar),
