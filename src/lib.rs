@@ -15,13 +15,18 @@
 //!   the metrics endpoint, with backoff on transient errors. `→ shutdown, sys`.
 //! - [`server`]: listener, per-client session threads, the relay hub, and the
 //!   figures it keeps (`server/stats.rs`). `→ protocol, eventlog, shutdown,
-//!   accept, sys, timing` (the wall clock of its stamps). Knows nothing of HTTP or metrics.
+//!   accept, sys, timing, tls` (the wall clock of its stamps; TLS sessions).
+//!   Knows nothing of HTTP or metrics.
+//! - [`tls`]: rustls configs, certificate loading and reloading, the
+//!   blocking server-side TLS stream a session's reader and writer share,
+//!   client verification and its errors in words. Uses nothing else of
+//!   chatmon.
 //! - [`metrics`]: the Prometheus endpoint (`serve --metrics`): reads the
 //!   server's figures through [`server::Monitor`]; its HTTP server is
-//!   `metrics/http.rs`. `→ server, shutdown, accept`.
+//!   `metrics/http.rs`. `→ server, shutdown, accept, tls`.
 //! - [`client`]: the chat client's connection task: reconnects, RTT tracking,
 //!   clock offset, the plain-session fallback and latency probes (`client/probe.rs`).
-//!   `→ protocol, eventlog, timing, latency`.
+//!   `→ protocol, eventlog, timing, latency, tls`.
 //! - [`cluster`]: one room across several servers through NATS: the bridge
 //!   (its own thread and tokio runtime), presence across nodes, the bridged
 //!   message format. `→ protocol, server` (the histogram type). The server's
@@ -30,7 +35,7 @@
 //!   report, and the live windows of the chat client (`latency/live.rs`).
 //! - [`bench`]: the load generator behind `chatmon bench`: tokio clients,
 //!   closed or open loop, HDR latency histograms, table/JSON/CSV/SVG output.
-//!   `→ protocol, server, latency, sys`.
+//!   `→ protocol, server, latency, sys, tls`.
 //! - [`report`]: `chatmon report`: latency, throughput, connections and
 //!   errors streamed out of an event log (chatmon's or the seed's).
 //!   `→ eventlog, protocol, latency, timing`.
@@ -39,7 +44,7 @@
 //!   matching of a seed-style server's replies. `→ protocol, latency`.
 //! - [`tail`]: follows a log file like `tail -F`.
 //! - [`tui`]: the terminal UI: state, input handling, rendering.
-//!   `→ client, protocol, eventlog, tail, timing, server` (the embedded server).
+//!   `→ client, protocol, eventlog, tail, timing, server, tls` (the embedded server).
 //! - [`sys`]: small OS helpers (descriptor limits, polling a socket, stderr).
 //!
 //! `main.rs` only parses arguments and calls into these.
@@ -58,4 +63,5 @@ pub(crate) mod shutdown;
 pub mod sys;
 pub mod tail;
 pub mod timing;
+pub mod tls;
 pub mod tui;

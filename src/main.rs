@@ -2,6 +2,7 @@
 //! parses arguments and reports errors.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,6 +14,8 @@ use chatmon::metrics::MetricsServer;
 use chatmon::protocol::{self, DEFAULT_ADDR};
 use chatmon::server::{self, Server, ServerConfig};
 use chatmon::sys::warn;
+use chatmon::tls::client::{TlsClient, TlsClientOptions};
+use chatmon::tls::server::ReloadableServerConfig;
 use chatmon::{sys, tui};
 
 /// How long `serve` lets sessions end by themselves after Ctrl-C or SIGTERM
@@ -81,6 +84,16 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9478).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// TLS certificate chain (PEM, the server's certificate first): the chat
+    /// port then speaks only TLS 1.2/1.3. SIGHUP reads it and the key again.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve --metrics over HTTPS with the same certificate.
+    #[arg(long, requires_all = ["tls_cert", "metrics"])]
+    metrics_tls: bool,
     /// Join the room of every server started with the same NATS and --room
     /// (repeatable: several seed URLs of one NATS cluster).
     #[arg(long, value_name = "nats://HOST:PORT")]
@@ -131,6 +144,44 @@ struct ChatArgs {
     /// copied (the wheel no longer scrolls; /mouse toggles).
     #[arg(long)]
     no_mouse: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// How a client (`chat`, `bench`) speaks TLS to the server.
+#[derive(Args, Debug, Clone, Default)]
+struct TlsArgs {
+    /// Speak TLS, verifying the server against the system's root
+    /// certificates (or --tls-ca). The name checked is the host of --server.
+    #[arg(long)]
+    tls: bool,
+    /// Trust the CA certificates in this PEM file instead of the system's
+    /// (a private CA, or the server's self-signed certificate). Implies --tls.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Do not verify the server's certificate at all (encrypted, but anyone
+    /// on the path can pose as the server). Implies --tls.
+    #[arg(long, conflicts_with = "tls_ca")]
+    tls_insecure: bool,
+    /// The name the certificate must carry, when it is not the host of
+    /// --server (e.g. connecting by IP address). Implies --tls.
+    #[arg(long, value_name = "NAME")]
+    tls_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// The client's TLS settings for `server`, if TLS is on.
+    fn client(&self, server: &str) -> Result<Option<TlsClient>> {
+        if !(self.tls || self.tls_ca.is_some() || self.tls_insecure || self.tls_name.is_some()) {
+            return Ok(None);
+        }
+        let opts = TlsClientOptions {
+            ca_file: self.tls_ca.clone(),
+            insecure: self.tls_insecure,
+            name: self.tls_name.clone(),
+        };
+        Ok(Some(TlsClient::new(server, &opts)?))
+    }
 }
 
 fn main() {
@@ -156,7 +207,9 @@ fn chat(a: ChatArgs) -> Result<()> {
         }
         None => protocol::sanitize_name(&sys::login_name()),
     };
+    let tls = a.tls.client(&a.server)?;
     tui::run(tui::ChatOptions {
+        tls,
         server: a.server,
         name,
         log: a.log,
@@ -175,6 +228,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     if let Some(w) = server::exposure_warning(a.bind, a.token.as_deref()) {
         warn(format_args!("chatmon: {w}"));
     }
+    let tls = serve_tls(&a)?;
     let log = EventLog::open(&a.log)?;
     let nz = |d: Duration| (!d.is_zero()).then_some(d);
     let config = ServerConfig {
@@ -187,6 +241,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         max_per_ip_loopback: a.max_per_ip_loopback,
         token: a.token,
         stats_interval: nz(a.stats_interval),
+        tls: tls.clone(),
         cluster: (!a.cluster.is_empty()).then(|| {
             let mut c =
                 ClusterConfig::new(a.cluster.clone(), &a.room, a.node.as_deref().unwrap_or(""));
@@ -200,6 +255,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .context("cannot install signal handlers")?;
     let server = Server::start(config, log.clone())?;
@@ -210,29 +266,38 @@ fn serve(a: ServeArgs) -> Result<()> {
     ));
     let metrics = match a.metrics {
         Some(addr) => {
-            let m = MetricsServer::start(addr, server.monitor())
-                .context("cannot start the metrics endpoint")?;
+            let m = match (&tls, a.metrics_tls) {
+                (Some(t), true) => MetricsServer::start_tls(addr, server.monitor(), t.clone()),
+                _ => MetricsServer::start(addr, server.monitor()),
+            }
+            .context("cannot start the metrics endpoint")?;
             if !addr.ip().is_loopback() {
                 // The token guards the chat port only; say so.
                 warn(format_args!(
                     "chatmon: warning: metrics on {addr} need no token: anyone who can reach it can read them"
                 ));
             }
+            let scheme = if a.metrics_tls { "https" } else { "http" };
             warn(format_args!(
-                "chatmon: metrics at http://{}/metrics",
+                "chatmon: metrics at {scheme}://{}/metrics",
                 m.local_addr()
             ));
             Some(m)
         }
         None => None,
     };
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == signal_hook::consts::SIGHUP {
+            reload_tls(&server);
+            continue;
+        }
         let name = if sig == signal_hook::consts::SIGINT {
             "SIGINT"
         } else {
             "SIGTERM"
         };
         warn(format_args!("chatmon: {name}: stopping"));
+        break;
     }
     if let Some(m) = metrics {
         m.shutdown();
@@ -247,6 +312,34 @@ fn serve(a: ServeArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The TLS config of `serve`, loaded once here so that a bad certificate or
+/// key stops the server before it listens; and the clear-text warning.
+fn serve_tls(a: &ServeArgs) -> Result<Option<Arc<ReloadableServerConfig>>> {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(ReloadableServerConfig::load(cert, key)?)),
+        _ => None,
+    };
+    if let Some(w) = chatmon::tls::cleartext_warning(a.bind, tls.is_some()) {
+        warn(format_args!("chatmon: {w}"));
+    }
+    Ok(tls)
+}
+
+/// SIGHUP: the certificate and key again, for renewals. Connected clients
+/// keep their sessions either way; a bad pair keeps the old one (and the
+/// server logs why).
+fn reload_tls(server: &Server) {
+    match server.reload_tls() {
+        None => warn(format_args!("chatmon: SIGHUP: no TLS to reload")),
+        Some(Ok(())) => warn(format_args!(
+            "chatmon: SIGHUP: TLS certificate and key reloaded"
+        )),
+        Some(Err(e)) => warn(format_args!(
+            "chatmon: SIGHUP: TLS reload failed, still serving the old certificate and key: {e}"
+        )),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -298,6 +391,10 @@ struct BenchArgs {
     /// Also draw latency percentiles and throughput against clients (SVG).
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// TLS to --server, as for `chat`; each row also reports TLS handshakes
+    /// per second (full handshakes: no session is resumed).
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -321,7 +418,12 @@ struct ReportArgs {
 
 fn bench(a: BenchArgs) -> Result<()> {
     use chatmon::bench;
+    let tls = a
+        .tls
+        .client(a.server.first().map(String::as_str).unwrap_or(DEFAULT_ADDR))?
+        .map(TlsClient::without_resumption);
     let config = bench::BenchConfig {
+        tls,
         server: a.server.first().cloned(),
         also: a.server.iter().skip(1).cloned().collect(),
         clients: bench::parse_clients(&a.clients).map_err(|e| anyhow::anyhow!("--clients: {e}"))?,

@@ -11,6 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+use crate::tls::client::{ClientStream, TlsClient};
+
 use super::reply::{plain_payload, plain_reply_matches};
 use super::samples::ClientResult;
 use super::{BenchConfig, BenchError, MAX_ANSWER, Mode, descriptor_hint, quote};
@@ -34,7 +36,7 @@ pub(crate) async fn connect_all(
     limit: u64,
     local: bool,
     results: &mut Vec<ClientResult>,
-) -> Result<Vec<(usize, TcpStream)>, BenchError> {
+) -> Result<Vec<(usize, ClientStream)>, BenchError> {
     let target = targets.join(", ");
     let permits = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let mut set = tokio::task::JoinSet::new();
@@ -46,9 +48,10 @@ pub(crate) async fn connect_all(
         let mode = config.mode;
         let timeout = config.timeout;
         let size = config.size;
+        let tls = config.tls.clone();
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            connect_one(&target, i, mode, size, timeout)
+            connect_one(&target, i, mode, size, timeout, tls.as_ref())
                 .await
                 .map(|s| (node, s))
         });
@@ -103,7 +106,8 @@ async fn connect_one(
     mode: Mode,
     size: usize,
     timeout: Duration,
-) -> Result<TcpStream, ConnectError> {
+    tls: Option<&TlsClient>,
+) -> Result<ClientStream, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(ConnectError::Io(e)),
@@ -116,6 +120,13 @@ async fn connect_one(
     };
     // Latency is what we measure: no Nagle delay on small messages.
     let _ = stream.set_nodelay(true);
+    let stream = match tls {
+        None => ClientStream::Plain(stream),
+        Some(tls) => tls
+            .open(stream, timeout)
+            .await
+            .map_err(|e| ConnectError::Refused(format!("TLS with {target}: {e}")))?,
+    };
     if mode == Mode::Plain {
         return match tokio::time::timeout(timeout, plain_probe(stream, size)).await {
             Ok(r) => r,
@@ -137,10 +148,11 @@ async fn connect_one(
 /// could finish before the last ones are served, and "10,000 clients at once"
 /// would not be true at the server. It also finds a server that does not
 /// answer `Server received: T` before any figure is taken.
-async fn plain_probe(mut stream: TcpStream, size: usize) -> Result<TcpStream, ConnectError> {
+async fn plain_probe(mut stream: ClientStream, size: usize) -> Result<ClientStream, ConnectError> {
     let mut line = plain_payload(size);
     line.push(b'\n');
     stream.write_all(&line).await.map_err(ConnectError::Io)?;
+    stream.flush().await.map_err(ConnectError::Io)?;
     // Nothing else is in flight, so every byte up to the newline is the reply.
     let mut got = Vec::with_capacity(line.len() + protocol::REPLY_PREFIX.len());
     let mut buf = [0u8; PROBE_READ];
@@ -170,7 +182,7 @@ async fn plain_probe(mut stream: TcpStream, size: usize) -> Result<TcpStream, Co
     Ok(stream)
 }
 
-async fn chat_hello(mut stream: TcpStream, i: usize) -> Result<TcpStream, ConnectError> {
+async fn chat_hello(mut stream: ClientStream, i: usize) -> Result<ClientStream, ConnectError> {
     let hello = protocol::encode(&ClientMsg::Hello {
         v: PROTOCOL_VERSION,
         name: format!("bench{i}"),
@@ -181,6 +193,7 @@ async fn chat_hello(mut stream: TcpStream, i: usize) -> Result<TcpStream, Connec
         .write_all(hello.as_bytes())
         .await
         .map_err(ConnectError::Io)?;
+    stream.flush().await.map_err(ConnectError::Io)?;
     // Read byte by byte up to the welcome's newline, so that no byte of a
     // later line is taken from the socket before the client's own framer runs.
     let mut line = Vec::with_capacity(WELCOME_CAPACITY);

@@ -46,6 +46,7 @@ use serde::Serialize;
 use crate::latency::Latency;
 use crate::protocol;
 use crate::sys;
+use crate::tls::client::TlsClient;
 
 pub use driver::intended_offset;
 pub use output::{render_table, to_csv, write_csv, write_json};
@@ -122,6 +123,8 @@ pub struct BenchConfig {
     pub server_log: Option<PathBuf>,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Speak TLS to `server` (`--tls`).
+    pub tls: Option<TlsClient>,
 }
 
 impl Default for BenchConfig {
@@ -138,6 +141,7 @@ impl Default for BenchConfig {
             timeout: Duration::from_secs(10),
             server_log: None,
             progress: false,
+            tls: None,
         }
     }
 }
@@ -189,6 +193,10 @@ pub enum ConfigError {
     Size { max: usize },
     #[error("--timeout must be longer than 0")]
     Timeout,
+    #[error(
+        "--tls needs --server: the in-process server has no certificate (start `chatmon serve --tls-cert FILE --tls-key FILE` and pass its address)"
+    )]
+    TlsWithoutServer,
 }
 
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> BenchError {
@@ -251,6 +259,10 @@ pub struct Row {
     /// The first error seen, to say what went wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+    /// With `--tls`: connections set up per second before the row, each a
+    /// TCP connect, a full TLS handshake and one round trip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshakes_per_sec: Option<f64>,
 }
 
 /// A sweep's settings and rows, as written by `--json`.
@@ -360,6 +372,7 @@ fn validate(c: &BenchConfig) -> Result<(), ConfigError> {
         Stop::Duration(d) if d.is_zero() => Err(ConfigError::Duration),
         _ if c.size > MAX_SIZE => Err(ConfigError::Size { max: MAX_SIZE }),
         _ if c.timeout.is_zero() => Err(ConfigError::Timeout),
+        _ if c.tls.is_some() && c.server.is_none() => Err(ConfigError::TlsWithoutServer),
         _ => Ok(()),
     }
 }
@@ -468,6 +481,25 @@ mod tests {
                     ..base.clone()
                 },
                 "--timeout must be longer than 0".into(),
+            ),
+            (
+                BenchConfig {
+                    server: None,
+                    tls: Some(
+                        TlsClient::new(
+                            "localhost:1",
+                            &crate::tls::client::TlsClientOptions {
+                                insecure: true,
+                                ..Default::default()
+                            },
+                        )
+                        .expect("insecure client"),
+                    ),
+                    ..base.clone()
+                },
+                "--tls needs --server: the in-process server has no certificate (start \
+                 `chatmon serve --tls-cert FILE --tls-key FILE` and pass its address)"
+                    .into(),
             ),
         ];
         for (config, want) in cases {

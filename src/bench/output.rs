@@ -26,6 +26,7 @@ pub fn render_table(report: &BenchReport) -> String {
     );
     let _ = writeln!(s, "round-trip latency in milliseconds");
     let chat = report.rows.iter().any(|r| r.relay.is_some());
+    let tls = report.rows.iter().any(|r| r.handshakes_per_sec.is_some());
     let _ = write!(
         s,
         "{:>7} {:>10} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -41,6 +42,9 @@ pub fn render_table(report: &BenchReport) -> String {
             " {:>9} {:>9} {:>9} {:>9}",
             "srv p50", "srv p99", "net p50", "net p99"
         );
+    }
+    if tls {
+        let _ = write!(s, " {:>9}", "TLS hs/s");
     }
     s.push('\n');
     for r in &report.rows {
@@ -76,6 +80,16 @@ pub fn render_table(report: &BenchReport) -> String {
                 ms(nw.p50_us),
                 ms(nw.p99_us)
             );
+        }
+        if tls {
+            match r.handshakes_per_sec {
+                Some(h) => {
+                    let _ = write!(s, " {h:>9.0}");
+                }
+                None => {
+                    let _ = write!(s, " {:>9}", "-");
+                }
+            }
         }
         s.push('\n');
     }
@@ -206,6 +220,7 @@ pub(crate) mod tests {
                 relay_same_node: None,
                 relay_cross_node: None,
                 first_error: (i == 2).then(|| "no reply within 10s".to_string()),
+                handshakes_per_sec: None,
             })
             .collect();
         BenchReport {

@@ -156,6 +156,7 @@ pub(crate) fn assemble_row(
         relay_same_node: split.then(|| Latency::from_hist(&same)),
         relay_cross_node: split.then(|| Latency::from_hist(&cross)),
         first_error,
+        handshakes_per_sec: None,
     }
 }
 

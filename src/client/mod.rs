@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::eventlog::EventLog;
 use crate::protocol;
 use crate::timing::{Offset, RelayTiming, Sample};
+use crate::tls::client::TlsClient;
 
 pub use self::probe::probe_timeout;
 pub use self::task::{PLAIN_SERVER, backoff};
@@ -58,6 +59,8 @@ pub struct ClientConfig {
     /// A `ping` goes out this often, so that a user who only reads is not
     /// closed by the server's `--idle-timeout` (which must be longer).
     pub ping_every: Duration,
+    /// Speak TLS to the server (`chat --tls`), verified as these settings say.
+    pub tls: Option<TlsClient>,
     /// Speak the seed's plain protocol from the start (`--plain`) instead of
     /// falling back to it when the server answers the hello with `Server
     /// received: ...`.
@@ -78,6 +81,7 @@ impl ClientConfig {
             max_line: DEFAULT_MAX_LINE,
             max_queued: DEFAULT_MAX_QUEUED,
             ping_every: DEFAULT_PING_EVERY,
+            tls: None,
             plain: false,
             probe_every: DEFAULT_PROBE_EVERY,
         }

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::eventlog::{self, EventKind, EventLog, LogMessage, OneWayDelay};
 use crate::protocol::{self, ClientMsg, Frame, LineFramer, PROTOCOL_VERSION, ServerMsg};
 use crate::timing::{self, Offset, RelayTiming};
+use crate::tls::client::{ClientStream, ClientWriter, TlsConnectError};
 
 mod plain;
 
@@ -67,6 +68,12 @@ enum ConnError {
     NotChat { server: String, said: String },
     #[error("the server refused us: {0}")]
     RefusedBy(String),
+    /// The TLS handshake failed: the certificate, or no TLS at all.
+    #[error("TLS with {server}: {error}")]
+    Tls {
+        server: String,
+        error: TlsConnectError,
+    },
 }
 
 impl ConnError {
@@ -82,6 +89,8 @@ impl ConnError {
             ConnError::Hello { .. } | ConnError::Closed | ConnError::Io(_) => DisconnectKind::Lost,
             ConnError::Stopping(_) => DisconnectKind::ServerStopping,
             ConnError::NotChat { .. } | ConnError::RefusedBy(_) => DisconnectKind::Refused,
+            // A certificate does not fix itself in a second: back off longer.
+            ConnError::Tls { .. } => DisconnectKind::Refused,
         }
     }
 
@@ -126,19 +135,22 @@ pub(super) async fn run(
         attempt += 1;
         t.emit(ClientEvent::Connecting { attempt });
         let end = match TcpStream::connect(&t.config.server).await {
-            Ok(stream) => {
-                let end = if t.plain {
-                    t.plain_session(stream).await
-                } else {
-                    t.session(stream).await
-                };
-                if matches!(&end, SessionEnd::Ended(e) if !e.is_refusal()) {
-                    // We were connected, so the next failure starts a fresh
-                    // backoff rather than continuing an old one.
-                    attempt = 1;
+            Ok(stream) => match t.open(stream).await {
+                Err(e) => SessionEnd::Ended(e),
+                Ok(stream) => {
+                    let end = if t.plain {
+                        t.plain_session(stream).await
+                    } else {
+                        t.session(stream).await
+                    };
+                    if matches!(&end, SessionEnd::Ended(e) if !e.is_refusal()) {
+                        // We were connected, so the next failure starts a fresh
+                        // backoff rather than continuing an old one.
+                        attempt = 1;
+                    }
+                    end
                 }
-                end
-            }
+            },
             Err(error) => SessionEnd::Ended(ConnError::Connect {
                 server: t.config.server.clone(),
                 error,
@@ -250,9 +262,35 @@ impl Task {
         self.emit(ClientEvent::Queued { id });
     }
 
-    async fn session(&mut self, stream: TcpStream) -> SessionEnd {
-        self.probes_refused = false;
+    /// The connection as the session speaks it: TLS when asked for, with
+    /// a handshake failure in words in the log (the UI gets it as the
+    /// disconnection reason).
+    async fn open(&mut self, stream: TcpStream) -> Result<ClientStream, ConnError> {
         let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.config.tls else {
+            return Ok(ClientStream::Plain(stream));
+        };
+        match tls.open(stream, self.config.reply_timeout).await {
+            Ok(s) => Ok(s),
+            Err(error) => {
+                let e = ConnError::Tls {
+                    server: self.peer().to_string(),
+                    error,
+                };
+                self.log.record(
+                    EventKind::Error,
+                    &LogMessage::ClientError {
+                        name: &self.name,
+                        what: &e.to_string(),
+                    },
+                );
+                Err(e)
+            }
+        }
+    }
+
+    async fn session(&mut self, stream: ClientStream) -> SessionEnd {
+        self.probes_refused = false;
         self.clock.reset();
         let (mut rd, mut wr) = stream.into_split();
         let hello = protocol::encode(&ClientMsg::Hello {
@@ -261,7 +299,7 @@ impl Task {
             token: self.config.token.clone(),
             subscribe: self.subscribe,
         });
-        if let Err(e) = wr.write_all(hello.as_bytes()).await {
+        if let Err(e) = send_bytes(&mut wr, hello.as_bytes()).await {
             // Not logged as a disconnection: we never were connected.
             return SessionEnd::Ended(ConnError::Hello {
                 server: self.peer().to_string(),
@@ -438,7 +476,7 @@ impl Task {
 
     async fn send_msg(
         &mut self,
-        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        wr: &mut ClientWriter,
         id: u64,
         text: String,
     ) -> Result<(), ConnError> {
@@ -460,7 +498,7 @@ impl Task {
         // The log line carries the same moment, so that it sorts before the
         // server's `Message Received` for it.
         let wall = eventlog::now();
-        if let Err(e) = wr.write_all(line.as_bytes()).await {
+        if let Err(e) = send_bytes(wr, line.as_bytes()).await {
             // Not written: keep it for the next connection.
             self.queued.push_front((id, text));
             self.emit(ClientEvent::Queued { id });
@@ -483,10 +521,7 @@ impl Task {
 
     /// Writes one probe; every [`super::probe::LOG_EVERY`] logs the figures
     /// of the probes before it.
-    async fn send_probe(
-        &mut self,
-        wr: &mut tokio::net::tcp::OwnedWriteHalf,
-    ) -> Result<(), ConnError> {
+    async fn send_probe(&mut self, wr: &mut ClientWriter) -> Result<(), ConnError> {
         let Some(p) = self.probes.as_mut() else {
             return Ok(());
         };
@@ -530,7 +565,7 @@ impl Task {
     }
 
     /// Writes a keepalive ping that is also a clock probe.
-    async fn ping(&mut self, wr: &mut tokio::net::tcp::OwnedWriteHalf) -> Result<(), ConnError> {
+    async fn ping(&mut self, wr: &mut ClientWriter) -> Result<(), ConnError> {
         let id = self.clock.probe(Instant::now(), timing::wall_micros());
         write_msg(wr, &ClientMsg::Ping { id }).await
     }
@@ -716,13 +751,18 @@ impl Task {
     }
 }
 
-async fn write_msg(
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
-    msg: &ClientMsg,
-) -> Result<(), ConnError> {
-    wr.write_all(protocol::encode(msg).as_bytes())
+async fn write_msg(wr: &mut ClientWriter, msg: &ClientMsg) -> Result<(), ConnError> {
+    send_bytes(wr, protocol::encode(msg).as_bytes())
         .await
         .map_err(ConnError::Io)
+}
+
+/// Writes all of `bytes` and flushes: a TLS record that did not fit in the
+/// socket would otherwise wait in rustls until the next write (a no-op for a
+/// plain socket).
+async fn send_bytes(wr: &mut ClientWriter, bytes: &[u8]) -> io::Result<()> {
+    wr.write_all(bytes).await?;
+    wr.flush().await
 }
 
 /// Words for a server's shutdown notice, without saying it twice: chatmon's

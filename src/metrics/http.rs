@@ -11,7 +11,7 @@
 //! Requests are bounded ([`MAX_REQUEST`]); every response closes the
 //! connection, which is what a scraper polling every few seconds wants.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown as SocketShutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread;
@@ -22,6 +22,8 @@ use prometheus_client::registry::Registry;
 use crate::accept::{self, Accept};
 use crate::server::Monitor;
 use crate::shutdown::Shutdown;
+use crate::tls::server::ReloadableServerConfig;
+use crate::tls::stream::{ServerStream, TlsStream};
 
 use super::{Format, registry, render};
 
@@ -67,8 +69,27 @@ impl MetricsServer {
         Self::with_registry(addr, registry(monitor))
     }
 
+    /// Binds `addr` and serves the server's metrics at `GET /metrics` over
+    /// HTTPS with `tls` (`--metrics-tls`: the chat port's certificate, so a
+    /// SIGHUP reload renews both).
+    pub fn start_tls(
+        addr: SocketAddr,
+        monitor: Monitor,
+        tls: Arc<ReloadableServerConfig>,
+    ) -> io::Result<MetricsServer> {
+        Self::serve(addr, registry(monitor), Some(tls))
+    }
+
     /// Binds `addr` and serves `registry` at `GET /metrics`.
     pub fn with_registry(addr: SocketAddr, registry: Registry) -> io::Result<MetricsServer> {
+        Self::serve(addr, registry, None)
+    }
+
+    fn serve(
+        addr: SocketAddr,
+        registry: Registry,
+        tls: Option<Arc<ReloadableServerConfig>>,
+    ) -> io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -80,6 +101,7 @@ impl MetricsServer {
         let mut endpoint = Endpoint {
             shutdown: shutdown.clone(),
             registry: Arc::new(registry),
+            tls,
         };
         let accept = thread::Builder::new()
             .name("chatmon-metrics".into())
@@ -125,6 +147,8 @@ impl Drop for MetricsServer {
 struct Endpoint {
     shutdown: Shutdown,
     registry: Arc<Registry>,
+    /// HTTPS when set: each scrape takes the config of the moment.
+    tls: Option<Arc<ReloadableServerConfig>>,
 }
 
 impl Accept for Endpoint {
@@ -137,12 +161,13 @@ impl Accept for Endpoint {
         // Only this thread adds, so the room `ready` saw is still there.
         let slot = self.shutdown.track();
         let r = self.registry.clone();
+        let tls = self.tls.as_ref().map(|t| t.current());
         let spawned = thread::Builder::new()
             .name("chatmon-metrics-req".into())
             .stack_size(REQUEST_STACK)
             .spawn(move || {
                 let _slot = slot;
-                serve_one(stream, &r);
+                serve_one(stream, &r, tls);
             });
         // A failed spawn drops the closure, and with it the stream and the
         // slot: the scraper sees a closed connection and retries next time.
@@ -189,7 +214,7 @@ enum HeadError {
 
 /// Reads up to the blank line that ends the request head, at most
 /// [`MAX_REQUEST`] bytes, by `deadline`.
-fn read_head(stream: &TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadError> {
+fn read_head(stream: &ServerStream, deadline: Instant) -> Result<Vec<u8>, HeadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; HEAD_CHUNK];
     loop {
@@ -205,9 +230,10 @@ fn read_head(stream: &TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadError
             return Err(HeadError::TimedOut);
         }
         stream
+            .socket()
             .set_read_timeout(Some(left))
             .map_err(|_| HeadError::Broken)?;
-        match (&*stream).read(&mut chunk) {
+        match stream.read(&mut chunk) {
             Ok(0) if buf.is_empty() => return Err(HeadError::Empty),
             Ok(0) => return Err(HeadError::Broken),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -286,9 +312,18 @@ fn answer(head: &[u8], registry: &Registry) -> Vec<u8> {
     )
 }
 
-fn serve_one(stream: TcpStream, registry: &Registry) {
+fn serve_one(stream: TcpStream, registry: &Registry, tls: Option<Arc<rustls::ServerConfig>>) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let stream = match tls {
+        None => ServerStream::Plain(stream),
+        // The handshake comes out of the request's time: a scraper that
+        // stalls in it holds a slot no longer than one that stalls after.
+        Some(config) => match TlsStream::accept(stream, config, REQUEST_TIMEOUT) {
+            Ok(s) => ServerStream::Tls(Box::new(s)),
+            Err(_) => return,
+        },
+    };
     let reply = match read_head(&stream, deadline) {
         Ok(head) => answer(&head, registry),
         Err(HeadError::TooLarge) => response(
@@ -307,17 +342,20 @@ fn serve_one(stream: TcpStream, registry: &Registry) {
         ),
         Err(HeadError::Empty | HeadError::Broken) => return,
     };
-    if (&stream).write_all(&reply).is_err() {
+    if stream.write_all(&reply).is_err() {
         return;
+    }
+    if let Some(tls) = stream.tls() {
+        tls.try_close_notify();
     }
     // Lingering close: closing with unread request bytes (a POST body, a
     // pipelined request) would reset the connection and could destroy the
     // response before the client reads it. Half-close, then drain briefly.
     let _ = stream.shutdown(SocketShutdown::Write);
-    let _ = stream.set_read_timeout(Some(LINGER_READ_TIMEOUT));
+    let _ = stream.socket().set_read_timeout(Some(LINGER_READ_TIMEOUT));
     let mut sink = [0u8; 4096];
     for _ in 0..LINGER_READS {
-        match (&stream).read(&mut sink) {
+        match stream.read(&mut sink) {
             Ok(n) if n > 0 => {}
             _ => break,
         }

@@ -3,10 +3,12 @@
 //! ([`DisconnectReason`], the words in the `Disconnection` log line and in
 //! the room's `leave` notice).
 
-use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use crate::tls::stream::ServerStream;
 
 /// Why a session ended. Its `Display` is the text users see in the log and in
 /// `leave` notices, so it must not change.
@@ -54,6 +56,9 @@ pub(crate) enum DisconnectReason {
     ReadFailed(String),
     #[error("cannot set a read timeout: {0}")]
     ReadTimeout(String),
+    /// The TLS handshake failed; the words say how.
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl DisconnectReason {
@@ -79,7 +84,8 @@ impl DisconnectReason {
 pub(crate) struct Conn {
     pub(crate) id: u64,
     pub(crate) peer: SocketAddr,
-    pub(crate) stream: TcpStream,
+    /// The socket, bare or with its TLS session (one descriptor either way).
+    pub(crate) stream: ServerStream,
     /// Serialises whole-line writes from the reader (replies) and the writer
     /// (relays) so that lines never interleave on the socket.
     pub(crate) write_lock: Mutex<()>,
@@ -88,7 +94,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(id: u64, peer: SocketAddr, stream: TcpStream) -> Conn {
+    pub(crate) fn new(id: u64, peer: SocketAddr, stream: ServerStream) -> Conn {
         Conn {
             id,
             peer,
@@ -100,7 +106,7 @@ impl Conn {
 
     pub(crate) fn write_line(&self, line: &[u8]) -> io::Result<()> {
         let _g = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        (&self.stream).write_all(line)
+        self.stream.write_all(line)
     }
 
     /// Closes the socket (waking its reader) and records why, first reason wins.

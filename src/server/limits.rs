@@ -324,7 +324,11 @@ mod tests {
         let addr = l.local_addr().expect("addr");
         let conn = |id: u64| {
             let s = std::net::TcpStream::connect(addr).expect("connect");
-            Arc::new(Conn::new(id, addr, s))
+            Arc::new(Conn::new(
+                id,
+                addr,
+                crate::tls::stream::ServerStream::Plain(s),
+            ))
         };
         let w = Waiting::default();
         let t0 = Instant::now();

@@ -16,6 +16,7 @@ use crate::eventlog::{EventKind, LogMessage};
 use crate::protocol::{self, ServerMsg};
 use crate::shutdown::Tracked;
 use crate::sys;
+use crate::tls::stream::{ServerStream, TlsStream};
 
 use super::Shared;
 use super::conn::{Conn, DisconnectReason};
@@ -72,6 +73,7 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                 sh.count_error(ErrorKind::PerAddress);
             }
             turn_away(
+                sh,
                 &stream,
                 &format!("Error: too many connections from {key} ({limit}), try again later\n"),
             );
@@ -89,6 +91,7 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             ),
         );
         turn_away(
+            sh,
             &stream,
             &format!(
                 "Error: server is full ({} clients), try again later\n",
@@ -102,6 +105,21 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     if let Some(idle) = sh.config.idle_timeout {
         let _ = sys::set_keepalive(&stream, idle.min(MAX_KEEPALIVE_IDLE));
     }
+    let stream = match &sh.config.tls {
+        None => ServerStream::Plain(stream),
+        // The config of the moment: a reload later does not touch this one.
+        Some(tls) => match TlsStream::new(stream, tls.current()) {
+            Ok(s) => ServerStream::Tls(Box::new(s)),
+            Err(e) => {
+                sh.error_as(
+                    ErrorKind::Tls,
+                    &peer.to_string(),
+                    &format!("cannot start a TLS session: {e}"),
+                );
+                return;
+            }
+        },
+    };
     let conn = Arc::new(Conn::new(id, peer, stream));
     if sh.line_deadline().is_some() {
         sh.waiting.add(&conn, Instant::now());
@@ -146,10 +164,16 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// One line to a connection the server will not serve, then the close.
-/// Non-blocking: the accept loop must never wait on a refused peer.
-fn turn_away(stream: &TcpStream, line: &str) {
+/// Non-blocking: the accept loop must never wait on a refused peer. A TLS
+/// client could not read clear text (and turned-away connections get no
+/// handshake, which would cost the accept thread): it is only closed.
+/// Connections still in their TLS handshake count as clients, so half-open
+/// handshakes take slots, never more than the limit.
+fn turn_away(sh: &Shared, stream: &TcpStream, line: &str) {
     let _ = stream.set_nonblocking(true);
-    let _ = (&*stream).write(line.as_bytes());
+    if sh.config.tls.is_none() {
+        let _ = (&*stream).write(line.as_bytes());
+    }
     let _ = stream.shutdown(Shutdown::Both);
 }
 
@@ -179,11 +203,11 @@ fn make_room(sh: &Shared) -> bool {
     let reason = DisconnectReason::Evicted(waited);
     // A courtesy line, only if it can go at once: the accept thread must not
     // wait on a peer that may not read (nor on its session's own write).
-    if let Ok(_g) = victim.write_lock.try_lock() {
-        let _ = sys::send_nowait(
-            &victim.stream,
-            format!("Error: {reason}, closing\n").as_bytes(),
-        );
+    // A TLS peer (still in its handshake) gets no clear text.
+    if let ServerStream::Plain(sock) = &victim.stream
+        && let Ok(_g) = victim.write_lock.try_lock()
+    {
+        let _ = sys::send_nowait(sock, format!("Error: {reason}, closing\n").as_bytes());
     }
     sh.error_as(
         ErrorKind::Evicted,
@@ -217,6 +241,11 @@ impl Drop for SessionGuard {
         };
         if let Some(m) = &member {
             let _ = m.outbox.close_with(None);
+        }
+        if let Some(tls) = self.conn.stream.tls() {
+            // Lets the client tell our close from a cut; skipped when a
+            // writer is stuck or the handshake never finished.
+            tls.try_close_notify();
         }
         let _ = self.conn.stream.shutdown(Shutdown::Both);
         sh.log.record(

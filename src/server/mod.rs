@@ -32,7 +32,11 @@
 //! Every one of them observes one [`Shutdown`]; session and writer threads
 //! hold a guard of it, so that [`Server::shutdown`] waits until they are gone.
 //! Each client costs one descriptor: the reader and writer share one
-//! `Arc<TcpStream>` (`&TcpStream` is both `Read` and `Write`).
+//! `Arc<Conn>` around its socket (`&TcpStream` is both `Read` and `Write`),
+//! or, with TLS, around one rustls connection that both use through `&self`
+//! without blocking each other (see `tls::stream`). A TLS session's
+//! handshake runs on its own `client-N` thread, within
+//! [`ServerConfig::tls_handshake_timeout`].
 
 mod cluster;
 mod conn;
@@ -44,7 +48,7 @@ mod session;
 mod stats;
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
@@ -56,6 +60,7 @@ use crate::eventlog::{self, EventKind, EventLog, LogMessage};
 use crate::protocol::{self, SHUTDOWN_NOTICE, ServerMsg};
 use crate::shutdown::Shutdown;
 use crate::sys;
+use crate::tls::server::{ReloadableServerConfig, TlsConfigError};
 
 use self::conn::{Conn, DisconnectReason};
 use self::hub::Hub;
@@ -124,6 +129,12 @@ pub struct ServerConfig {
     /// take over its address, while a stopped `chatmon serve` keeps its
     /// address free for its restart.
     pub embedded: bool,
+    /// With it, the chat port speaks only TLS (`--tls-cert`/`--tls-key`);
+    /// shared with `main`, which reloads it on SIGHUP.
+    pub tls: Option<Arc<ReloadableServerConfig>>,
+    /// A TLS handshake not finished in this long is closed: a half-open
+    /// client holds a `max_clients` slot only this long.
+    pub tls_handshake_timeout: Duration,
     /// Join this server's room to the other nodes of a NATS cluster
     /// (`serve --cluster`); `None`: a single server, nothing of NATS runs.
     /// An empty node name is filled in with this host's name and port.
@@ -147,6 +158,11 @@ impl std::fmt::Debug for ServerConfig {
             .field("partial_line_delay", &self.partial_line_delay)
             .field("stats_interval", &self.stats_interval)
             .field("embedded", &self.embedded)
+            .field(
+                "tls",
+                &self.tls.as_ref().map(|t| t.cert_path().to_path_buf()),
+            )
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout)
             .field("cluster", &self.cluster)
             .finish()
     }
@@ -169,6 +185,8 @@ pub const DEFAULT_EVENT_BACKLOG: usize = 1024;
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default pause after which a partial line counts as a message.
 pub const DEFAULT_PARTIAL_LINE_DELAY: Duration = Duration::from_millis(20);
+/// Default deadline of a TLS handshake.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default period of `Stats` events (`serve --stats-interval`).
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -189,6 +207,8 @@ impl Default for ServerConfig {
             partial_line_delay: DEFAULT_PARTIAL_LINE_DELAY,
             stats_interval: Some(DEFAULT_STATS_INTERVAL),
             embedded: false,
+            tls: None,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             cluster: None,
         }
     }
@@ -360,6 +380,23 @@ impl Server {
         self.shared.snapshot()
     }
 
+    /// Reads the TLS certificate and key again (SIGHUP, after a renewal):
+    /// new connections get the new pair, connected clients keep theirs. A bad
+    /// pair keeps the old one in use, and the `Error` line says why. `None`
+    /// when the server has no TLS.
+    pub fn reload_tls(&self) -> Option<Result<(), TlsConfigError>> {
+        let tls = self.shared.config.tls.as_ref()?;
+        let r = tls.reload();
+        if let Err(e) = &r {
+            self.shared.error_as(
+                ErrorKind::Tls,
+                "tls",
+                &format!("reload failed, still serving the old certificate and key: {e}"),
+            );
+        }
+        Some(r)
+    }
+
     /// A handle on this server's figures that monitoring can keep (the
     /// metrics endpoint runs on its own threads).
     pub fn monitor(&self) -> Monitor {
@@ -402,9 +439,12 @@ impl Server {
                 // hold up the others' goodbye; and no goodbye at all if its
                 // thread is already blocked writing to a peer that stopped
                 // reading (the close below wakes that write at once).
-                let _ = c.stream.set_write_timeout(Some(GOODBYE_WRITE_TIMEOUT));
+                let _ = c
+                    .stream
+                    .socket()
+                    .set_write_timeout(Some(GOODBYE_WRITE_TIMEOUT));
                 if let Ok(_g) = c.write_lock.try_lock() {
-                    let _ = (&c.stream).write_all(PLAIN_GOODBYE);
+                    let _ = c.stream.write_all(PLAIN_GOODBYE);
                 }
                 c.close(DisconnectReason::ServerStopping);
             }

@@ -161,6 +161,9 @@ pub enum ErrorKind {
     InvalidName,
     /// A missing or wrong token.
     Auth,
+    /// A TLS handshake that failed: a plain TCP client on the TLS port,
+    /// garbage, a timeout, a client that rejected the certificate.
+    Tls,
     /// A connection refused because its address had `max_per_ip` already.
     PerAddress,
     /// A connection closed to make room for a newcomer (it owed its first
@@ -176,7 +179,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::Refused,
         ErrorKind::Accept,
         ErrorKind::Thread,
@@ -186,6 +189,7 @@ impl ErrorKind {
         ErrorKind::ProtocolVersion,
         ErrorKind::InvalidName,
         ErrorKind::Auth,
+        ErrorKind::Tls,
         ErrorKind::PerAddress,
         ErrorKind::Evicted,
         ErrorKind::LineTimeout,
@@ -205,6 +209,7 @@ impl ErrorKind {
             ErrorKind::ProtocolVersion => "protocol_version",
             ErrorKind::InvalidName => "invalid_name",
             ErrorKind::Auth => "auth",
+            ErrorKind::Tls => "tls",
             ErrorKind::PerAddress => "per_address",
             ErrorKind::Evicted => "evicted",
             ErrorKind::LineTimeout => "line_timeout",

@@ -24,7 +24,8 @@ use tokio::sync::mpsc;
 use crate::client::{self, ClientConfig, ClientEvent, Command, DisconnectKind};
 use crate::eventlog::EventLog;
 use crate::tail;
-use app::{Action, App, Level, LogSource};
+use crate::tls::client::TlsClient;
+use app::{Action, App, Level, LogSource, TlsBadge};
 use local::{LocalServer, NOTE as LOCAL_NOTE, Started};
 use render::Theme;
 pub use render::ThemeChoice;
@@ -40,6 +41,9 @@ pub struct ChatOptions {
     /// Start a server in this process when nothing listens at a loopback
     /// address.
     pub auto_server: bool,
+    /// Speak TLS to the server (`--tls`); never with a local server, which
+    /// would have no certificate.
+    pub tls: Option<TlsClient>,
     /// Speak the seed's plain protocol (`Server received: T`) from the start
     /// instead of only when the server answers the hello that way.
     pub plain: bool,
@@ -71,7 +75,7 @@ pub fn run(opts: ChatOptions) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let mut local = LocalServer::new(&opts.server, &log, opts.auto_server);
+    let mut local = LocalServer::new(&opts.server, &log, opts.auto_server && opts.tls.is_none());
     let started = local.start_if_nothing_listens();
     let result = rt.block_on(run_async(&opts, log.clone(), &mut local, started));
     local.stop();
@@ -97,6 +101,7 @@ async fn run_async(
 ) -> Result<()> {
     let mut config = ClientConfig::new(opts.server.clone(), opts.name.clone());
     config.token = opts.token.clone();
+    config.tls = opts.tls.clone();
     config.plain = opts.plain;
     // The stream makes the log panel work for remote servers; lines that
     // also reach the tailed file are shown once.
@@ -104,6 +109,13 @@ async fn run_async(
     config.probe_every = opts.probe_every;
     let tail_path = opts.tail.clone().unwrap_or_else(|| opts.log.clone());
     let mut app = App::new(&opts.server, &opts.name, &tail_path.display().to_string());
+    if let Some(tls) = &opts.tls {
+        app.set_tls(if tls.is_insecure() {
+            TlsBadge::Insecure
+        } else {
+            TlsBadge::Verified
+        });
+    }
     app.configure(opts.probe_every, opts.mouse);
     match started {
         Some(Started::Yes) => {

@@ -50,6 +50,11 @@ mod stream;
 /// Where the time goes: two real clients with skewed clocks (faketime), and
 /// the TUI against seed-style plain servers.
 mod timing;
+/// TLS on the chat port, the metrics endpoint and the clients: real
+/// clients (openssl, Python), errors in words, reloads, bad handshakes.
+mod tls;
+/// Keys and certificates made by `openssl`, and interop at the stream level.
+mod tls_openssl;
 /// The real binary's TUI in a pseudo-terminal, end to end.
 mod tui_e2e;
 /// The TUI's promises under faults: hostile text, SIGTERM, a panic.

@@ -112,7 +112,7 @@ fn wait_samples(addr: SocketAddr, what: &str, pred: impl Fn(&Samples) -> bool) -
     found.unwrap_or_else(|| panic!("metrics never showed {what}: {last:#?}"))
 }
 
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "refused",
     "accept",
     "thread",
@@ -122,6 +122,7 @@ const KINDS: [&str; 10] = [
     "protocol_version",
     "invalid_name",
     "auth",
+    "tls",
     "other",
 ];
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::tls::client::ClientStream;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::samples::{self, ClientResult};
@@ -93,8 +93,10 @@ pub(crate) async fn run_row(
     local: bool,
 ) -> Result<Row, BenchError> {
     let mut results: Vec<ClientResult> = Vec::new();
+    let connecting = Instant::now();
     let conns = connect::connect_all(config, targets, clients, limit, local, &mut results).await?;
     let connected = conns.len();
+    let connect_secs = connecting.elapsed().as_secs_f64();
     let (done_tx, _) = watch::channel(false);
     let start = Instant::now() + START_DELAY;
     let shared = Arc::new(RowShared {
@@ -132,18 +134,29 @@ pub(crate) async fn run_row(
     if let Some(p) = progress {
         p.finish().await;
     }
-    Ok(samples::assemble_row(
+    let mut row = samples::assemble_row(
         clients,
         connected,
         shared.mode,
         shared.nodes > 1,
         shared.measure_from,
         results,
-    ))
+    );
+    // Full handshakes (the bench resumes no session), each with its TCP
+    // connect and the first round trip, as many at a time as connects go.
+    if config.tls.is_some() && connect_secs > 0.0 {
+        row.handshakes_per_sec = Some(connected as f64 / connect_secs);
+    }
+    Ok(row)
 }
 
 /// Runs one client from the start of the row to its end.
-async fn drive(stream: TcpStream, client: usize, node: usize, sh: Arc<RowShared>) -> ClientResult {
+async fn drive(
+    stream: ClientStream,
+    client: usize,
+    node: usize,
+    sh: Arc<RowShared>,
+) -> ClientResult {
     let mut res = ClientResult::default();
     let (mut rd, mut wr) = stream.into_split();
     let mut tx = send::Sender::new(client, node, sh.size);

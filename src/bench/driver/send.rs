@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
+use crate::tls::client::ClientWriter;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 
 use super::RowShared;
 use crate::bench::{Mode, Stop};
@@ -111,7 +111,7 @@ impl Sender {
     pub(super) async fn send_due(
         &mut self,
         sh: &RowShared,
-        wr: &mut OwnedWriteHalf,
+        wr: &mut ClientWriter,
         now: Instant,
     ) -> io::Result<()> {
         while !self.finished {
@@ -172,7 +172,12 @@ impl Sender {
         if self.out.is_empty() {
             return Ok(());
         }
-        let r = wr.write_all(&self.out).await;
+        let mut r = wr.write_all(&self.out).await;
+        if r.is_ok() {
+            // A TLS record that did not fit in the socket waits in rustls
+            // until flushed (free on a plain socket).
+            r = wr.flush().await;
+        }
         self.out.clear();
         r
     }

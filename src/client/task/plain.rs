@@ -9,14 +9,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use crate::tls::client::{ClientStream, ClientWriter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::eventlog::{self, EventKind, LogMessage};
 use crate::protocol;
 use crate::timing::{PlainMatcher, PlainReply};
 
-use super::{ClientEvent, Command, ConnError, EXPIRY_TICK, READ_BUF, SessionEnd, Task};
+use super::{ClientEvent, Command, ConnError, EXPIRY_TICK, READ_BUF, SessionEnd, Task, send_bytes};
 
 /// What the status bar says of a plain server.
 pub const PLAIN_SERVER: &str = "plain server (no chat)";
@@ -24,13 +24,12 @@ pub const PLAIN_SERVER: &str = "plain server (no chat)";
 const AUTHENTICATED: &str = "Authenticated.";
 
 impl Task {
-    pub(super) async fn plain_session(&mut self, stream: TcpStream) -> SessionEnd {
-        let _ = stream.set_nodelay(true);
+    pub(super) async fn plain_session(&mut self, stream: ClientStream) -> SessionEnd {
         self.clock.reset();
         let (mut rd, mut wr) = stream.into_split();
         if let Some(token) = &self.config.token {
             let line = format!("{}{token}\n", protocol::PLAIN_AUTH_PREFIX);
-            if let Err(e) = wr.write_all(line.as_bytes()).await {
+            if let Err(e) = send_bytes(&mut wr, line.as_bytes()).await {
                 return SessionEnd::Ended(ConnError::Hello {
                     server: self.peer().to_string(),
                     error: e,
@@ -113,7 +112,7 @@ impl Task {
 
     async fn send_plain(
         &mut self,
-        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        wr: &mut ClientWriter,
         matcher: &mut PlainMatcher,
         texts: &mut HashMap<u64, String>,
         id: u64,
@@ -124,7 +123,7 @@ impl Task {
         let at = Instant::now();
         let sent_us = crate::timing::wall_micros();
         let wall = eventlog::now();
-        if let Err(e) = wr.write_all(&line).await {
+        if let Err(e) = send_bytes(wr, &line).await {
             self.queued.push_front((id, text));
             self.emit(ClientEvent::Queued { id });
             return Err(ConnError::Io(e));

@@ -9,8 +9,9 @@ mod auth;
 mod chat;
 mod deadline;
 mod plain;
+mod tls;
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -82,6 +83,9 @@ impl Session {
     }
 
     pub(in crate::server) fn run(mut self) {
+        if !self.tls_handshake() {
+            return;
+        }
         let mut framer = LineFramer::new(self.sh.config.max_line);
         let mut buf = vec![0u8; READ_BUF];
         let mut frames = Vec::new();
@@ -113,14 +117,14 @@ impl Session {
             let want = clock.cap(want, armed, Instant::now);
             if want != armed {
                 let t = want.map(|d| d.max(MIN_READ_TIMEOUT));
-                if let Err(e) = self.conn.stream.set_read_timeout(t) {
+                if let Err(e) = self.conn.stream.socket().set_read_timeout(t) {
                     self.conn
                         .close(DisconnectReason::ReadTimeout(e.to_string()));
                     return;
                 }
                 armed = want;
             }
-            let n = match (&self.conn.stream).read(&mut buf) {
+            let n = match self.conn.stream.read(&mut buf) {
                 Ok(0) => {
                     // EOF. A half-closed peer may still wait for the reply to
                     // its last unterminated message (`send` then `shutdown(WR)`);
@@ -166,7 +170,7 @@ impl Session {
                         armed_rest = true;
                         let rest = Some(idle - quiet);
                         let t = rest.map(|d| d.max(MIN_READ_TIMEOUT));
-                        if self.conn.stream.set_read_timeout(t).is_ok() {
+                        if self.conn.stream.socket().set_read_timeout(t).is_ok() {
                             armed = rest;
                         }
                     }

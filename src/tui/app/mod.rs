@@ -24,7 +24,7 @@ pub(crate) use input::InputBox;
 pub(crate) use live::{Kind, Lag, Live, wall_at as live_wall_at};
 pub(crate) use log::{LogLine, LogPanel};
 pub use log::{LogSource, LogView};
-pub(crate) use status::{ConnState, Status};
+pub(crate) use status::{ConnState, Status, TlsBadge};
 
 /// Most rows a pane can be scrolled up. No pane holds this many rows
 /// ([`SCROLLBACK`](chat::SCROLLBACK) entries of at most a protocol line each), so it never
@@ -193,6 +193,11 @@ impl App {
 
     pub(crate) fn notice(&mut self, level: Level, text: impl Into<String>) {
         self.chat.notice(level, text);
+    }
+
+    /// The connection is TLS; the status bar says how it is checked.
+    pub(crate) fn set_tls(&mut self, badge: TlsBadge) {
+        self.status.set_tls(badge);
     }
 
     /// Says in the status bar that this process runs the server.

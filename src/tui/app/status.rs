@@ -13,6 +13,15 @@ pub(crate) enum ConnState {
     Closed,
 }
 
+/// How the connection is protected, when it is TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsBadge {
+    /// The server's certificate is checked.
+    Verified,
+    /// `--tls-insecure`: encrypted, but anyone could be the server.
+    Insecure,
+}
+
 /// What the status bar shows.
 #[derive(Debug)]
 pub(crate) struct Status {
@@ -28,6 +37,8 @@ pub(crate) struct Status {
     /// Whether the server we last connected to runs inside a chat TUI: when
     /// it goes away, this TUI may take its place.
     server_embedded: bool,
+    /// Set when the connection is TLS (`chat --tls`).
+    tls: Option<TlsBadge>,
     /// The server is a seed-style plain server: no room, no names.
     plain: bool,
     /// Set (to the server's node name) while the server says its cluster
@@ -44,9 +55,18 @@ impl Status {
             user_count: 0,
             local_server: None,
             server_embedded: false,
+            tls: None,
             plain: false,
             cluster_down: None,
         }
+    }
+
+    pub(crate) fn tls(&self) -> Option<TlsBadge> {
+        self.tls
+    }
+
+    pub(crate) fn set_tls(&mut self, badge: TlsBadge) {
+        self.tls = Some(badge);
     }
 
     pub(crate) fn server(&self) -> &str {

@@ -11,7 +11,7 @@ use ratatui::widgets::Paragraph;
 
 use super::Theme;
 use super::text::sanitize;
-use crate::tui::app::{App, ConnState};
+use crate::tui::app::{App, ConnState, TlsBadge};
 
 pub(super) fn draw(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &Theme) {
     let status = app.status();
@@ -39,9 +39,20 @@ pub(super) fn draw(f: &mut Frame, app: &App, area: Rect, now: Instant, theme: &T
         Span::styled(format!(" {dot} {state} "), style),
         Span::raw("│ "),
         Span::styled(sanitize(status.server()).into_owned(), theme.server_addr),
+    ];
+    match status.tls() {
+        Some(TlsBadge::Verified) => spans.push(Span::styled(" TLS", theme.conn_up)),
+        // Red, as a disconnection: the user must not mistake it for safe.
+        Some(TlsBadge::Insecure) => spans.push(Span::styled(
+            " TLS NOT VERIFIED (--tls-insecure)",
+            theme.conn_down,
+        )),
+        None => {}
+    }
+    spans.extend([
         Span::raw(" │ you: "),
         Span::styled(status.name().to_string(), theme.me),
-    ];
+    ]);
     if status.plain() {
         spans.push(Span::raw(" │ "));
         spans.push(Span::styled(
