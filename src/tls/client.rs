@@ -292,6 +292,17 @@ impl TlsClient {
             CertificateError::BadSignature => TlsConnectError::BadCertificate(
                 "its signature is invalid (signed by another CA of the same name?)".to_string(),
             ),
+            // Seen when a self-signed certificate is checked against roots
+            // that do not hold it: webpki tries issuers by name and fails
+            // on the signature before it can say "unknown issuer".
+            CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+            | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+                TlsConnectError::BadCertificate(
+                    "its signature could not be checked against any trusted issuer (a self-signed \
+                     or private-CA certificate? pass it with --tls-ca)"
+                        .to_string(),
+                )
+            }
             CertificateError::Revoked => {
                 TlsConnectError::BadCertificate("it has been revoked".to_string())
             }
