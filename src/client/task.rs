@@ -392,12 +392,7 @@ impl Task {
                 cmd = self.cmd_rx.recv() => {
                     let r = match cmd {
                         None | Some(Command::Quit) => {
-                            self.quit = true;
-                            self.log.record(EventKind::Disconnection, &LogMessage::ClientDisconnected {
-                                name: &self.name,
-                                server: self.peer(),
-                                reason: "quit",
-                            });
+                            self.quitting();
                             let _ = wr.shutdown().await;
                             return SessionEnd::Quit;
                         }
@@ -449,6 +444,19 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// The user quit: logged once, whichever kind of session it was.
+    fn quitting(&mut self) {
+        self.quit = true;
+        self.log.record(
+            EventKind::Disconnection,
+            &LogMessage::ClientDisconnected {
+                name: &self.name,
+                server: self.peer(),
+                reason: "quit",
+            },
+        );
     }
 
     fn lost(&self, reason: ConnError) -> SessionEnd {

@@ -82,12 +82,7 @@ impl Task {
                 }
                 cmd = self.cmd_rx.recv() => match cmd {
                     None | Some(Command::Quit) => {
-                        self.quit = true;
-                        self.log.record(EventKind::Disconnection, &LogMessage::ClientDisconnected {
-                            name: &self.name,
-                            server: self.peer(),
-                            reason: "quit",
-                        });
+                        self.quitting();
                         let _ = wr.shutdown().await;
                         return SessionEnd::Quit;
                     }
