@@ -169,7 +169,9 @@ fn probes_show_the_lag_and_a_stopped_server_shows_as_timeouts_then_recovers() {
     tui.wait_for("● connected");
     // Nothing typed: the probes alone give a lag figure and a count.
     let s = wait_screen(&tui, "a lag figure", shows_lag_figure);
-    assert_eq!(probes_lost(&s), 0, "{s}");
+    // Normally 0; a CI machine that stalls us for over a second may lose one
+    // already, so what is checked is that the stop makes the count rise.
+    let lost_before = probes_lost(&s);
     assert!(s.contains("RTT over time"), "{s}");
 
     serve.child.signal(libc::SIGSTOP);
@@ -179,7 +181,7 @@ fn probes_show_the_lag_and_a_stopped_server_shows_as_timeouts_then_recovers() {
     });
     let remaining = Duration::from_secs(2).saturating_sub(stopped.elapsed());
     std::thread::sleep(remaining);
-    let s = wait_screen(&tui, "lost probes", |s| probes_lost(s) > 0);
+    let s = wait_screen(&tui, "lost probes", |s| probes_lost(s) > lost_before);
     let lost = probes_lost(&s);
     assert!(s.contains("✗"), "{s}");
     serve.child.signal(libc::SIGCONT);
