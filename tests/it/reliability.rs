@@ -591,7 +591,9 @@ fn next_event(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<ClientEvent>,
 ) -> ClientEvent {
     rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        // Longer than the client's longest reconnect backoff (5 s after
+        // refusals), so a wait across a restart never races the next retry.
+        tokio::time::timeout(Duration::from_secs(15), rx.recv())
             .await
             .expect("a client event in time")
             .expect("client task alive")
