@@ -75,21 +75,7 @@ impl Shutdown {
     /// Sleeps up to `timeout`, waking at once when the signal is triggered.
     /// Returns whether it was.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut s = lock(&self.inner.state);
-        while !s.triggered {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            s = self
-                .inner
-                .changed
-                .wait_timeout(s, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        true
+        self.wait_while(timeout, |s| !s.triggered).is_some()
     }
 
     /// A guard counted until it drops.
@@ -109,32 +95,29 @@ impl Shutdown {
     /// Waits up to `timeout` for fewer than `limit` guards to be alive, or
     /// for the signal. Returns whether there is room.
     pub fn wait_below(&self, limit: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut s = lock(&self.inner.state);
-        while s.live >= limit && !s.triggered {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            s = self
-                .inner
-                .changed
-                .wait_timeout(s, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        s.live < limit
+        self.wait_while(timeout, |s| s.live >= limit && !s.triggered)
+            .is_some_and(|s| s.live < limit)
     }
 
     /// Waits up to `timeout` for every guard to drop. Returns whether they all
     /// did.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
+        self.wait_while(timeout, |s| s.live > 0).is_some()
+    }
+
+    /// Waits up to `timeout` while `busy` holds (woken by every change of the
+    /// state); the state once it no longer does, `None` at the deadline.
+    fn wait_while(
+        &self,
+        timeout: Duration,
+        busy: impl Fn(&State) -> bool,
+    ) -> Option<MutexGuard<'_, State>> {
         let deadline = Instant::now() + timeout;
         let mut s = lock(&self.inner.state);
-        while s.live > 0 {
+        while busy(&s) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return false;
+                return None;
             }
             s = self
                 .inner
@@ -143,7 +126,7 @@ impl Shutdown {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        true
+        Some(s)
     }
 }
 

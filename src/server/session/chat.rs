@@ -246,16 +246,23 @@ impl Session {
                 text: &text,
             },
         );
-        let reply_text = protocol::reply_text(&text);
         // Stamped as late as the encoding allows: t3 of the four timestamps.
-        if !self.write_msg(&ServerMsg::Reply {
+        let reply = ServerMsg::Reply {
             id,
-            text: reply_text.clone(),
+            text: protocol::reply_text(&text),
             read_us: Some(self.read_us),
             write_us: Some(timing::wall_micros()),
-        }) {
+        };
+        if !self.write_msg(&reply) {
             return false;
         }
+        // The reply's own text, for the log line, without a copy.
+        let ServerMsg::Reply {
+            text: reply_text, ..
+        } = reply
+        else {
+            return true;
+        };
         c.reply_time.observe(self.handling_since.elapsed());
         c.replies_sent.fetch_add(1, Ordering::Relaxed);
         self.sh.log.record(
@@ -341,15 +348,15 @@ impl Session {
         let Mode::Chat { name } = &self.mode else {
             return;
         };
-        let current = self
+        // Cloned only when it changed: this runs for every message.
+        let renamed = self
             .sh
             .hub
             .members()
             .get(&self.conn.id)
+            .filter(|m| m.name != *name)
             .map(|m| m.name.clone());
-        if let Some(current) = current
-            && current != *name
-        {
+        if let Some(current) = renamed {
             self.who = format!("{current}@{}", self.conn.peer);
             self.mode = Mode::Chat { name: current };
         }
