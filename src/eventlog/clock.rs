@@ -1,29 +1,110 @@
 //! The local time the log records, with the UTC offset cached so that asking
 //! for it costs a clock read, not a time zone lookup. Knows nothing of lines.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chrono::{Local, NaiveDateTime, TimeZone};
+use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike};
 
 /// Seconds in the unit the offset cache is valid for: offsets change (DST)
 /// only on whole minutes.
 const CACHE_SECS: i64 = 60;
 
-/// The current local time, as the log records it.
+thread_local! {
+    /// The last second (since the epoch, UTC) this thread turned into local
+    /// time, and the local date and second of the day it is: a server thread
+    /// asks many times a second, and within one second only the fraction
+    /// differs. It lives within one minute, so it is as fresh as the
+    /// minute's offset it was made from.
+    static LAST_SECOND: Cell<Option<(u64, NaiveDate, u32)>> = const { Cell::new(None) };
+}
+
+/// How long one pairing of the monotonic clock with the wall clock serves
+/// [`wall_at`] before the wall clock is read again.
+const PAIRING_LIFE: Duration = Duration::from_millis(100);
+
+thread_local! {
+    /// A monotonic and a wall-clock reading taken together, for [`wall_at`].
+    static PAIRING: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
+}
+
+/// The wall-clock time at which the monotonic clock read `at`, without
+/// reading the wall clock each time: a session stamps its log lines from the
+/// monotonic reading it takes anyway for its reply time, which saves a clock
+/// read per message (clock reads were a sixth of a session's own CPU).
 ///
-/// The UTC offset is looked up once a minute and cached process-wide:
-/// chrono's per-thread zone lookup was a few percent of the server's CPU at
-/// high message rates. Offsets change (DST) only on whole minutes, so the
-/// cache is refreshed at each minute boundary and is never stale.
+/// The two clocks differ by an amount that changes only when the wall clock
+/// is set (a step): NTP's slewing speeds or slows both alike. The wall clock
+/// is read again when the pairing is [`PAIRING_LIFE`] old, so a step shows
+/// in the stamps within that time.
+pub fn wall_at(at: Instant) -> SystemTime {
+    let paired = PAIRING.try_with(Cell::get).ok().flatten();
+    if let Some((mono, wall)) = paired
+        && let Some(since) = at.checked_duration_since(mono)
+        && since < PAIRING_LIFE
+    {
+        return wall + since;
+    }
+    let (mono, wall) = (Instant::now(), SystemTime::now());
+    let _ = PAIRING.try_with(|c| c.set(Some((mono, wall))));
+    match mono.checked_duration_since(at) {
+        Some(before) => wall.checked_sub(before).unwrap_or(wall),
+        None => wall + at.duration_since(mono),
+    }
+}
+
+/// The current local time, as the log records it.
 pub fn now() -> NaiveDateTime {
+    local(SystemTime::now())
+}
+
+/// `t` in local time, as the log records it: the time of a line stamped when
+/// a read was taken up, or that plus the monotonic time the reply took (so
+/// that the log's response time and the server's reply-time histogram are
+/// one measurement, not two clock reads that NTP could step between).
+///
+/// Cheap: within a second already seen by this thread it is two integer
+/// checks. The UTC offset is looked up once a minute and cached process-wide
+/// (chrono's per-thread zone lookup was a few percent of the server's CPU at
+/// high message rates, and its date arithmetic another few).
+pub fn local(t: SystemTime) -> NaiveDateTime {
+    let Ok(since) = t.duration_since(UNIX_EPOCH) else {
+        // A clock before 1970: no real one shows it; chrono handles it.
+        return slow_local(DateTime::<chrono::Utc>::from(t).naive_utc());
+    };
+    let (sec, nanos) = (since.as_secs(), since.subsec_nanos());
+    let cached = LAST_SECOND.try_with(Cell::get).ok().flatten();
+    let (date, sod) = match cached {
+        Some((s, date, sod)) if s == sec => (date, sod),
+        _ => {
+            let Some(whole) = i64::try_from(sec)
+                .ok()
+                .and_then(|s| DateTime::from_timestamp(s, 0))
+            else {
+                return slow_local(DateTime::<chrono::Utc>::from(t).naive_utc());
+            };
+            let local = slow_local(whole.naive_utc());
+            let (date, sod) = (local.date(), local.time().num_seconds_from_midnight());
+            let _ = LAST_SECOND.try_with(|c| c.set(Some((sec, date, sod))));
+            (date, sod)
+        }
+    };
+    match NaiveTime::from_num_seconds_from_midnight_opt(sod, nanos) {
+        Some(time) => NaiveDateTime::new(date, time),
+        None => slow_local(DateTime::<chrono::Utc>::from(t).naive_utc()),
+    }
+}
+
+/// UTC `utc` in local time, through the process-wide offset cache.
+fn slow_local(utc: NaiveDateTime) -> NaiveDateTime {
     // One word holds both halves of the cache, so that no reader can pair the
     // validity of one lookup with the offset of another (two atomics could,
     // around a DST change): the high 32 bits are the first minute (since the
     // epoch, UTC) for which the offset must be looked up again, 0 meaning
     // never looked up; the low 32 bits are the offset in seconds.
     static CACHE: AtomicU64 = AtomicU64::new(0);
-    let utc = chrono::Utc::now();
-    let minute = utc.timestamp().div_euclid(CACHE_SECS);
+    let minute = utc.and_utc().timestamp().div_euclid(CACHE_SECS);
     // Minutes outside u32 (before 1970, after the year 10000) are not cached:
     // they cannot be packed, and no real clock shows them.
     let cacheable = (0..i64::from(u32::MAX)).contains(&minute);
@@ -31,9 +112,7 @@ pub fn now() -> NaiveDateTime {
     let offset = if cacheable && minute < (packed >> 32) as i64 {
         packed as u32 as i32
     } else {
-        let off = Local
-            .offset_from_utc_datetime(&utc.naive_utc())
-            .local_minus_utc();
+        let off = Local.offset_from_utc_datetime(&utc).local_minus_utc();
         if cacheable {
             let valid_until = (minute + 1) as u64;
             let new = (valid_until << 32) | u64::from(off as u32);
@@ -49,7 +128,7 @@ pub fn now() -> NaiveDateTime {
         }
         off
     };
-    utc.naive_utc() + chrono::TimeDelta::seconds(i64::from(offset))
+    utc + chrono::TimeDelta::seconds(i64::from(offset))
 }
 
 #[cfg(test)]
@@ -63,6 +142,42 @@ mod tests {
         let ours = now();
         let b = Local::now().naive_local();
         assert!(a <= ours && ours <= b, "{a} {ours} {b}");
+    }
+
+    #[test]
+    fn local_keeps_the_fraction_and_follows_seconds() {
+        // Within one cached second and across the next: the same as chrono,
+        // to the nanosecond.
+        let base = SystemTime::now();
+        for ms in [0u64, 1, 999, 1000, 1001, 61_000, 3_600_000] {
+            let t =
+                base + std::time::Duration::from_millis(ms) + std::time::Duration::from_nanos(789);
+            let want = DateTime::<Local>::from(t).naive_local();
+            assert_eq!(local(t), want, "+{ms} ms");
+        }
+        // Before the epoch: no cache, still right.
+        let t = UNIX_EPOCH - std::time::Duration::from_secs(86_400 * 400 + 5);
+        assert_eq!(local(t), DateTime::<Local>::from(t).naive_local());
+    }
+
+    #[test]
+    fn wall_at_tracks_the_wall_clock() {
+        // Fresh, reused and renewed pairings, and a reading from before the
+        // pairing was made: within a few ms of a direct read (the test
+        // machine's scheduler, not the pairing, sets the bound).
+        let slack = Duration::from_millis(20);
+        let close = |a: SystemTime, b: SystemTime| {
+            a.duration_since(b).or_else(|e| Ok::<_, ()>(e.duration())) < Ok(slack)
+        };
+        let early = Instant::now();
+        for _ in 0..3 {
+            let at = Instant::now();
+            let direct = SystemTime::now();
+            assert!(close(wall_at(at), direct));
+            std::thread::sleep(PAIRING_LIFE / 2);
+        }
+        let direct = SystemTime::now() - early.elapsed();
+        assert!(close(wall_at(early), direct));
     }
 
     #[test]

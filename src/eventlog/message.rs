@@ -438,20 +438,13 @@ impl fmt::Display for SignedMs {
     }
 }
 
-/// Writes an optional id as ` #ID`.
-struct Id(Option<u64>);
-
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(id) => write!(f, "{ID_MARK}{id}"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl fmt::Display for LogMessage<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl LogMessage<'_> {
+    /// Writes the message: the one writer of every message's text, which
+    /// `Display` is into a formatter and the log writer into its line. The
+    /// lines every message costs the server are written part by part with
+    /// `write_str` (plain copies into a `String`) rather than through
+    /// `core::fmt`, which was a fifth of a log line's cost.
+    pub fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         use LogMessage as M;
         match *self {
             M::ServerStart {
@@ -485,14 +478,27 @@ impl fmt::Display for LogMessage<'_> {
                 write!(f, "{SERVER_COLON}{old}@{peer}{RENAMED}{new}")
             }
             M::ServerReceived { who, id, text } => {
-                write!(f, "{SERVER_IN}{who}{}{TEXT_START}{text}", Id(id))
+                f.write_str(SERVER_IN)?;
+                f.write_str(who)?;
+                write_id(f, id)?;
+                f.write_str(TEXT_START)?;
+                f.write_str(text)
             }
             M::ClusterReceived { from, node, text } => {
-                write!(f, "{SERVER_IN}{from}{ON_NODE}{node}{TEXT_START}{text}")
+                f.write_str(SERVER_IN)?;
+                f.write_str(from)?;
+                f.write_str(ON_NODE)?;
+                f.write_str(node)?;
+                f.write_str(TEXT_START)?;
+                f.write_str(text)
             }
             M::Cluster { what } => write!(f, "{CLUSTER_COLON}{what}"),
             M::ServerReplied { who, id, text } => {
-                write!(f, "{SERVER_OUT}{who}{}{TEXT_START}{text}", Id(id))
+                f.write_str(SERVER_OUT)?;
+                f.write_str(who)?;
+                write_id(f, id)?;
+                f.write_str(TEXT_START)?;
+                f.write_str(text)
             }
             M::ServerError { who, what } => write!(f, "{SERVER_COLON}{who}{TEXT_START}{what}"),
             M::Stats(s) => {
@@ -617,6 +623,31 @@ impl fmt::Display for LogMessage<'_> {
             M::Other(text) => f.write_str(text),
         }
     }
+}
+
+impl fmt::Display for LogMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+/// Writes an optional id as ` #ID`, without `core::fmt`.
+fn write_id<W: fmt::Write>(f: &mut W, id: Option<u64>) -> fmt::Result {
+    let Some(mut id) = id else {
+        return Ok(());
+    };
+    f.write_str(ID_MARK)?;
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (id % 10) as u8;
+        id /= 10;
+        if id == 0 {
+            break;
+        }
+    }
+    f.write_str(std::str::from_utf8(&digits[at..]).unwrap_or_default())
 }
 
 /// Pulls the round trip out of a client's `Message Received` message: the

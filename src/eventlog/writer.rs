@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDateTime;
 
 use super::clock::now;
-use super::line::{EventKind, LINE_CAPACITY, format_line_args, format_line_into};
+use super::line::{EventKind, LINE_CAPACITY, format_line_args, format_line_with};
 use super::message::LogMessage;
 use super::sink::{LogSink, NullSink};
 
@@ -222,31 +222,79 @@ impl EventLog {
     /// Logs one event whose message is given as format arguments (no
     /// intermediate `String`).
     pub fn log_args(&self, kind: EventKind, time: NaiveDateTime, message: fmt::Arguments<'_>) {
-        // The thread's own line buffer; a fresh one if it is in use (a tap
-        // that logs) or gone (a thread being torn down).
-        let reused = LINE.try_with(|cell| match cell.try_borrow_mut() {
-            Ok(mut line) => {
+        self.log_with(kind, time, |s| {
+            use fmt::Write as _;
+            let _ = s.write_fmt(message);
+        });
+    }
+
+    /// Formats one line, its message appended by `message`, in the thread's
+    /// reused buffer, and emits it.
+    fn log_with(&self, kind: EventKind, time: NaiveDateTime, message: impl FnOnce(&mut String)) {
+        self.in_line_buffer(|line| {
+            format_line_with(line, &kind, time, message);
+            self.emit(&[line.as_str()]);
+        });
+    }
+
+    /// Runs `f` on the thread's own (cleared) line buffer; on a fresh one if
+    /// it is in use (a tap that logs) or gone (a thread being torn down).
+    fn in_line_buffer(&self, f: impl FnOnce(&mut String)) {
+        let mut f = Some(f);
+        let _ = LINE.try_with(|cell| {
+            if let Ok(mut line) = cell.try_borrow_mut()
+                && let Some(f) = f.take()
+            {
                 line.clear();
-                format_line_into(&mut line, &kind, time, message);
-                self.emit(&line);
+                f(&mut line);
                 if line.capacity() > MAX_KEPT_LINE {
                     // A peer's 64 KiB line must not stay with its session
                     // thread: 10,000 of them would hold a gigabyte.
                     *line = String::with_capacity(LINE_CAPACITY);
                 }
-                true
             }
-            Err(_) => false,
         });
-        if reused != Ok(true) {
-            self.emit(&format_line_args(&kind, time, message));
+        if let Some(f) = f {
+            f(&mut String::with_capacity(LINE_CAPACITY));
         }
     }
 
-    /// Shows one formatted line to the tap and appends it to the batch.
-    fn emit(&self, line: &str) {
+    /// Logs two typed messages as [`EventLog::record_at`] does, appended to
+    /// the log together: one take of the shared batch for both lines of a
+    /// message and its reply (that take was a tenth of a session's own CPU,
+    /// all of it the lock's cache line moving between cores). Lines other
+    /// threads log meanwhile come before both or after both.
+    pub fn record_pair_at(
+        &self,
+        first: (EventKind, NaiveDateTime, &LogMessage<'_>),
+        second: (EventKind, NaiveDateTime, &LogMessage<'_>),
+    ) {
+        for (kind, _, message) in [&first, &second] {
+            debug_assert!(
+                message.kind().is_none_or(|k| k == *kind),
+                "{message:?} logged as {kind}"
+            );
+        }
+        self.in_line_buffer(|line| {
+            format_line_with(line, &first.0, first.1, |s| {
+                let _ = first.2.write_to(s);
+            });
+            let split = line.len();
+            format_line_with(line, &second.0, second.1, |s| {
+                let _ = second.2.write_to(s);
+            });
+            let (a, b) = line.split_at(split);
+            self.emit(&[a, b]);
+        });
+    }
+
+    /// Shows formatted lines to the tap and appends them to the batch, in
+    /// one take of its lock.
+    fn emit(&self, lines: &[&str]) {
         if let Some(tap) = &self.tap {
-            tap(line);
+            for line in lines {
+                tap(line);
+            }
         }
         let inner = self.shared();
         let mut st = inner.lock();
@@ -254,19 +302,23 @@ impl EventLog {
             drop(st);
             // The writer only goes away at close; a line logged after that
             // has nowhere to go, and saying so on stderr is all that is left.
-            warn(format_args!(
-                "chatmon: log closed, event not written: {}",
-                line.trim_end()
-            ));
+            for line in lines {
+                warn(format_args!(
+                    "chatmon: log closed, event not written: {}",
+                    line.trim_end()
+                ));
+            }
             return;
         }
-        if st.batch.len() + line.len() > MAX_HELD {
-            // Never wait for the writer: count the line and go on.
-            st.refused += 1;
-            return;
+        for line in lines {
+            if st.batch.len() + line.len() > MAX_HELD {
+                // Never wait for the writer: count the line and go on.
+                st.refused += 1;
+                continue;
+            }
+            st.batch.extend_from_slice(line.as_bytes());
+            st.lines += 1;
         }
-        st.batch.extend_from_slice(line.as_bytes());
-        st.lines += 1;
         let wake = std::mem::take(&mut st.parked);
         drop(st);
         if wake {
@@ -288,7 +340,9 @@ impl EventLog {
             message.kind().is_none_or(|k| k == kind),
             "{message:?} logged as {kind}"
         );
-        self.log_args(kind, time, format_args!("{message}"));
+        self.log_with(kind, time, |s| {
+            let _ = message.write_to(s);
+        });
     }
 
     /// Waits until every line logged before this call has been written (or

@@ -14,7 +14,7 @@ mod tls;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::protocol::{self, Frame, LineFramer, ServerMsg};
 
@@ -54,9 +54,13 @@ pub(super) struct Session {
     /// When the frame being handled was taken up: the start of the server's
     /// read-to-reply time.
     handling_since: Instant,
-    /// The wall clock (µs since the Unix epoch) when the frame being handled
-    /// was taken up, in chat sessions: t2 of the four timestamps, on the
-    /// reply and on the relays of the message.
+    /// The wall clock when the frame being handled was taken up (derived
+    /// from `handling_since`, no clock read of its own): the time of its
+    /// `Message Received` line, and with the reply time added, of its
+    /// `Message Sent` line.
+    read_wall: SystemTime,
+    /// `read_wall` in µs since the Unix epoch, in chat sessions: t2 of the
+    /// four timestamps, on the reply and on the relays of the message.
     read_us: i64,
     /// The client was told its current line is too long while it was still
     /// arriving; its end needs no second error.
@@ -77,6 +81,7 @@ impl Session {
             who,
             warned_long: false,
             handling_since: Instant::now(),
+            read_wall: SystemTime::now(),
             read_us: 0,
             reply_buf: String::new(),
         }
@@ -195,8 +200,11 @@ impl Session {
                 // Evicted for a newcomer just before its first line came.
                 return;
             }
-            for f in frames.drain(..) {
-                if !self.handle(f) {
+            for (i, f) in frames.drain(..).enumerate() {
+                // The read's own clock reading serves its first frame: one
+                // clock read less per message.
+                let at = if i == 0 { last_input } else { Instant::now() };
+                if !self.handle_at(f, at) {
                     return;
                 }
             }
@@ -257,11 +265,17 @@ impl Session {
         self.send_error(&msg)
     }
 
-    /// Handles one frame; `false` ends the session.
+    /// Handles one frame taken up now; `false` ends the session.
     fn handle(&mut self, frame: Frame) -> bool {
-        self.handling_since = Instant::now();
+        self.handle_at(frame, Instant::now())
+    }
+
+    /// Handles one frame taken up at `at`; `false` ends the session.
+    fn handle_at(&mut self, frame: Frame, at: Instant) -> bool {
+        self.handling_since = at;
+        self.read_wall = crate::eventlog::clock::wall_at(at);
         if matches!(self.mode, Mode::Chat { .. }) {
-            self.read_us = crate::timing::wall_micros();
+            self.read_us = crate::timing::micros_of(self.read_wall);
         }
         let line = match frame {
             Frame::TooLong { .. } if self.warned_long => {

@@ -27,16 +27,12 @@ impl Session {
         }
         let c = &self.sh.counters;
         c.messages_received.fetch_add(1, Ordering::Relaxed);
-        let now = eventlog::now();
-        self.sh.log.record_at(
-            EventKind::MessageReceived,
-            now,
-            &LogMessage::ServerReceived {
-                who: &self.who,
-                id: None,
-                text,
-            },
-        );
+        let now = eventlog::clock::local(self.read_wall);
+        let received = LogMessage::ServerReceived {
+            who: &self.who,
+            id: None,
+            text,
+        };
         let mut reply = std::mem::take(&mut self.reply_buf);
         reply.clear();
         reply.push_str(protocol::REPLY_PREFIX);
@@ -44,16 +40,29 @@ impl Session {
         reply.push('\n');
         let written = self.write_plain(reply.as_bytes());
         if written {
-            c.reply_time.observe(self.handling_since.elapsed());
+            let took = self.handling_since.elapsed();
+            c.reply_time.observe(took);
             c.replies_sent.fetch_add(1, Ordering::Relaxed);
-            self.sh.log.record(
-                EventKind::MessageSent,
-                &LogMessage::ServerReplied {
-                    who: &self.who,
-                    id: None,
-                    text: reply.trim_end_matches('\n'),
-                },
+            // Both lines in one append, after the reply. The reply's line is
+            // stamped from the read's clock reading plus the reply time: the
+            // log's response time is the histogram's, to the microsecond.
+            let replied = LogMessage::ServerReplied {
+                who: &self.who,
+                id: None,
+                text: &reply[..reply.len() - 1],
+            };
+            self.sh.log.record_pair_at(
+                (EventKind::MessageReceived, now, &received),
+                (
+                    EventKind::MessageSent,
+                    eventlog::clock::local(self.read_wall + took),
+                    &replied,
+                ),
             );
+        } else {
+            self.sh
+                .log
+                .record_at(EventKind::MessageReceived, now, &received);
         }
         self.reply_buf = reply;
         if !written {
