@@ -150,13 +150,13 @@ impl Collector for ServerCollector {
                 "chatmon_messages_received",
                 "Messages received (plain lines and chat messages).",
                 None,
-                c.messages_received.get(),
+                c.traffic.messages_received(),
             ),
             (
                 "chatmon_messages_replied",
                 "Replies written to the sender of a message.",
                 None,
-                c.replies_sent.get(),
+                c.traffic.replies_sent(),
             ),
             (
                 "chatmon_messages_relayed",
@@ -168,13 +168,13 @@ impl Collector for ServerCollector {
                 "chatmon_received",
                 "Bytes read from clients.",
                 Some(&Unit::Bytes),
-                c.bytes_in.get(),
+                c.traffic.bytes_in(),
             ),
             (
                 "chatmon_sent",
                 "Bytes written to clients.",
                 Some(&Unit::Bytes),
-                c.bytes_out.get(),
+                c.traffic.bytes_out(),
             ),
             (
                 "chatmon_events_dropped",
@@ -220,7 +220,7 @@ impl Collector for ServerCollector {
                 }
             }
         }
-        let h = c.reply_time.snapshot();
+        let h = c.traffic.reply_times();
         {
             let mut me = enc.encode_descriptor(
                 "chatmon_reply_duration",

@@ -68,8 +68,7 @@ use self::outbox::Outbox;
 
 pub use self::cluster::ClusterView;
 pub use self::stats::{
-    Counters, ErrorCounts, ErrorKind, HistogramSnapshot, Monitor, ReplyTimes, ShardedCounter,
-    Snapshot,
+    Counters, ErrorCounts, ErrorKind, HistogramSnapshot, Monitor, ReplyTimes, Snapshot, Traffic,
 };
 /// Appended to the welcome's `server` field by an embedded server. Lives in
 /// [`protocol`] now, with the welcome's `embedded` flag; kept here for the
@@ -464,8 +463,8 @@ impl Server {
             &LogMessage::ServerStop {
                 uptime: sh.started.elapsed(),
                 connections: c.accepted.load(Ordering::Relaxed),
-                received: c.messages_received.get(),
-                replies: c.replies_sent.get(),
+                received: c.traffic.messages_received(),
+                replies: c.traffic.replies_sent(),
             },
         );
         sh.log.flush();

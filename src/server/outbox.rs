@@ -3,7 +3,6 @@
 //! client never blocks the thread that relays to it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::protocol::{self, ServerMsg};
@@ -147,9 +146,7 @@ pub(super) fn writer_loop(sh: Arc<Shared>, conn: Arc<Conn>, outbox: Arc<Outbox>)
     while outbox.take(&mut batch) {
         match conn.write_line(&batch) {
             Ok(()) => {
-                sh.counters
-                    .bytes_out
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                sh.counters.traffic.wrote(batch.len() as u64);
                 batch.clear();
             }
             Err(e) => {

@@ -2,7 +2,7 @@
 //! times, the periodic `Stats` event, and [`Monitor`], the read-only view that
 //! monitoring (the metrics endpoint, tests) holds. Counting is a relaxed
 //! atomic increment on the hot path; everything else is read when asked for.
-//! The figures every message moves ([`ShardedCounter`], [`ReplyTimes`]) are
+//! The figures every message moves ([`Traffic`]) and relay delays ([`ReplyTimes`]) are
 //! split in cache-line shards, one per thread slot, and summed when read.
 //! This file knows nothing of Prometheus or HTTP: `metrics` reads it.
 
@@ -20,85 +20,40 @@ use super::Shared;
 pub struct Counters {
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
-    /// Moved by every message, from every session thread: sharded.
-    pub messages_received: ShardedCounter,
-    pub replies_sent: ShardedCounter,
+    /// Messages, bytes and reply times: moved by every message, from every
+    /// session thread, so sharded, all of one thread's on the same lines.
+    pub traffic: Traffic,
     pub relayed: AtomicU64,
-    pub bytes_in: ShardedCounter,
-    pub bytes_out: ShardedCounter,
     pub errors: AtomicU64,
     pub events_dropped: AtomicU64,
     pub slow_disconnects: AtomicU64,
     /// `errors` again, split by kind, for the metrics endpoint.
     pub errors_by_kind: ErrorCounts,
-    /// Time from handling a message to having written its reply (plain and
-    /// chat), for the metrics endpoint: lock-free buckets.
-    pub reply_time: ReplyTimes,
 }
 
-/// Shards of a [`ShardedCounter`] and of [`ReplyTimes`]: more than the
+/// Shards of [`Traffic`] and of [`ReplyTimes`]: more than the
 /// threads that run at once on any machine this serves, so that two of them
 /// rarely share one.
 const SHARDS: usize = 32;
-
-/// One shard's count, alone on its cache line (128 bytes: x86 fetches lines
-/// in pairs), so that threads counting in different shards never take the
-/// line from each other.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Padded(AtomicU64);
 
 /// The shard this thread counts in: threads take slots in turn as they first
 /// count, so the session threads of one server spread over all shards.
 fn shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        // Const-initialised, taken on first use: a lazily initialised
+        // thread-local costs a state check and a call on every access.
+        static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
     }
-    SLOT.with(|s| *s)
-}
-
-/// A counter that every session thread moves for every message: one relaxed
-/// add on the thread's own cache line instead of all threads contending for
-/// one (on two cores, a contended line costs more than the rest of the
-/// count). Reads sum the shards; the sum is exact, only not a snapshot taken
-/// at one instant, as separate atomics never were either.
-#[derive(Debug)]
-pub struct ShardedCounter(Box<[Padded; SHARDS]>);
-
-impl Default for ShardedCounter {
-    fn default() -> Self {
-        ShardedCounter(Box::new(std::array::from_fn(|_| Padded::default())))
-    }
-}
-
-impl ShardedCounter {
-    /// Adds `n` (an [`AtomicU64::fetch_add`] on this thread's shard).
-    pub fn add(&self, n: u64) {
-        self.0[shard()].0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The total over all shards.
-    pub fn get(&self) -> u64 {
-        self.0
-            .iter()
-            .fold(0u64, |t, s| t.wrapping_add(s.0.load(Ordering::Relaxed)))
-    }
-
-    /// [`ShardedCounter::add`], under the name (and with the argument) of
-    /// [`AtomicU64::fetch_add`], so that callers written for an atomic count
-    /// unchanged. Always `Relaxed`: a count orders nothing. Returns nothing,
-    /// since no shard holds the total.
-    pub fn fetch_add(&self, n: u64, _order: Ordering) {
-        self.add(n);
-    }
-
-    /// [`ShardedCounter::get`], under the name (and with the argument) of
-    /// [`AtomicU64::load`], so that readers written for an atomic read it
-    /// unchanged. Every shard is read `Relaxed` whatever `_order` says.
-    pub fn load(&self, _order: Ordering) -> u64 {
-        self.get()
-    }
+    SLOT.try_with(|s| {
+        let mut slot = s.get();
+        if slot == usize::MAX {
+            slot = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            s.set(slot);
+        }
+        slot
+    })
+    .unwrap_or(0)
 }
 
 /// A snapshot of the server's state for monitoring.
@@ -274,11 +229,67 @@ const REPLY_BOUNDS_NS: [u64; 17] = [
     2_500_000_000,
 ];
 
-/// Histogram of the server's time from handling a message to having written
-/// its reply: fixed buckets of atomics, so that recording is lock-free and
-/// allocation-free (a `prometheus_client` histogram takes a lock per sample),
-/// in one shard per thread slot so that recording touches only the
-/// thread's own cache lines; [`ReplyTimes::snapshot`] adds the shards up.
+/// One shard's histogram: per-bucket (not cumulative) counts, the last one
+/// `+Inf`, and the sum. The sum comes first so that, in a [`TrafficShard`],
+/// it and the buckets of loopback reply times share the counters' line.
+#[derive(Debug, Default)]
+#[repr(C)]
+struct Buckets {
+    sum_ns: AtomicU64,
+    counts: [AtomicU64; REPLY_BOUNDS_NS.len() + 1],
+}
+
+impl Buckets {
+    fn observe(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        // 17 comparisons at most, usually 2 or 3: cheaper than a search.
+        let i = REPLY_BOUNDS_NS
+            .iter()
+            .position(|&b| ns <= b)
+            .unwrap_or(REPLY_BOUNDS_NS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// How many were observed: the sum of the buckets.
+    fn count(&self) -> u64 {
+        self.counts
+            .iter()
+            .fold(0u64, |t, c| t.wrapping_add(c.load(Ordering::Relaxed)))
+    }
+}
+
+/// The shards' buckets added up. The count is the sum of the buckets read,
+/// so the `+Inf` bucket always equals `_count`, even while replies go on.
+fn snapshot_of<'a>(shards: impl Iterator<Item = &'a Buckets> + Clone) -> HistogramSnapshot {
+    let mut buckets = Vec::with_capacity(REPLY_BOUNDS_NS.len() + 1);
+    let mut count = 0u64;
+    for i in 0..=REPLY_BOUNDS_NS.len() {
+        let n = shards.clone().fold(0u64, |t, s| {
+            t.wrapping_add(s.counts[i].load(Ordering::Relaxed))
+        });
+        count += n;
+        let bound = REPLY_BOUNDS_NS
+            .get(i)
+            .map(|&ns| ns as f64 / 1e9)
+            .unwrap_or(f64::INFINITY);
+        buckets.push((bound, n));
+    }
+    HistogramSnapshot {
+        buckets,
+        sum_secs: shards.fold(0u64, |t, s| {
+            t.wrapping_add(s.sum_ns.load(Ordering::Relaxed))
+        }) as f64
+            / 1e9,
+        count,
+    }
+}
+
+/// A histogram of durations (the cluster's relay delays): fixed buckets of
+/// atomics, so that recording is lock-free and allocation-free (a
+/// `prometheus_client` histogram takes a lock per sample), in one shard per
+/// thread slot so that recording touches only the thread's own cache lines;
+/// [`ReplyTimes::snapshot`] adds the shards up.
 #[derive(Debug)]
 pub struct ReplyTimes(Box<[ReplyShard; SHARDS]>);
 
@@ -291,11 +302,7 @@ impl Default for ReplyTimes {
 /// One shard of [`ReplyTimes`], on cache lines of its own.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct ReplyShard {
-    /// Per-bucket (not cumulative) counts; the last one is `+Inf`.
-    buckets: [AtomicU64; REPLY_BOUNDS_NS.len() + 1],
-    sum_ns: AtomicU64,
-}
+struct ReplyShard(Buckets);
 
 /// A copy of [`ReplyTimes`] taken at one moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -308,43 +315,93 @@ pub struct HistogramSnapshot {
 }
 
 impl ReplyTimes {
-    /// Records one reply time.
+    /// Records one duration.
     pub fn observe(&self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        // 17 comparisons at most, usually 2 or 3: cheaper than a search.
-        let i = REPLY_BOUNDS_NS
-            .iter()
-            .position(|&b| ns <= b)
-            .unwrap_or(REPLY_BOUNDS_NS.len());
-        let s = &self.0[shard()];
-        s.buckets[i].fetch_add(1, Ordering::Relaxed);
-        s.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.0[shard()].0.observe(d);
     }
 
-    /// The buckets now. The count is the sum of the buckets read, so the
-    /// `+Inf` bucket always equals `_count`, even while replies go on.
+    /// The buckets now.
     pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut buckets = Vec::with_capacity(REPLY_BOUNDS_NS.len() + 1);
-        let mut count = 0u64;
-        for i in 0..=REPLY_BOUNDS_NS.len() {
-            let n = self.0.iter().fold(0u64, |t, s| {
-                t.wrapping_add(s.buckets[i].load(Ordering::Relaxed))
-            });
-            count += n;
-            let bound = REPLY_BOUNDS_NS
-                .get(i)
-                .map(|&ns| ns as f64 / 1e9)
-                .unwrap_or(f64::INFINITY);
-            buckets.push((bound, n));
-        }
-        HistogramSnapshot {
-            buckets,
-            sum_secs: self.0.iter().fold(0u64, |t, s| {
-                t.wrapping_add(s.sum_ns.load(Ordering::Relaxed))
-            }) as f64
-                / 1e9,
-            count,
-        }
+        snapshot_of(self.0.iter().map(|s| &s.0))
+    }
+}
+
+/// What every message moves: messages received, bytes in and out, and the
+/// server's time from handling a message to having written its reply (plain
+/// and chat; its count is the replies sent). One shard per thread slot holds
+/// all of them, so that a message touches one or two of its thread's cache
+/// lines rather than one per figure (with threads moving between cores, each
+/// line was a miss: the counters were a tenth of a session's own CPU). Reads
+/// add the shards up; the sums are exact, only not a snapshot taken at one
+/// instant, as separate atomics never were either.
+#[derive(Debug)]
+pub struct Traffic(Box<[TrafficShard; SHARDS]>);
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic(Box::new(std::array::from_fn(|_| TrafficShard::default())))
+    }
+}
+
+/// One shard of [`Traffic`], on cache lines of its own (128 bytes: x86
+/// fetches lines in pairs).
+#[derive(Debug, Default)]
+#[repr(C, align(128))]
+struct TrafficShard {
+    received: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    replies: Buckets,
+}
+
+impl Traffic {
+    fn mine(&self) -> &TrafficShard {
+        &self.0[shard()]
+    }
+
+    /// One message received.
+    pub fn received(&self) {
+        self.mine().received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` bytes read from a client.
+    pub fn read(&self, n: u64) {
+        self.mine().bytes_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` bytes written to a client.
+    pub fn wrote(&self, n: u64) {
+        self.mine().bytes_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One reply written, `took` after its message was taken up.
+    pub fn replied(&self, took: Duration) {
+        self.mine().replies.observe(took);
+    }
+
+    pub fn messages_received(&self) -> u64 {
+        self.sum(|s| s.received.load(Ordering::Relaxed))
+    }
+
+    pub fn replies_sent(&self) -> u64 {
+        self.sum(|s| s.replies.count())
+    }
+
+    pub fn bytes_in(&self) -> u64 {
+        self.sum(|s| s.bytes_in.load(Ordering::Relaxed))
+    }
+
+    pub fn bytes_out(&self) -> u64 {
+        self.sum(|s| s.bytes_out.load(Ordering::Relaxed))
+    }
+
+    /// The reply times now.
+    pub fn reply_times(&self) -> HistogramSnapshot {
+        snapshot_of(self.0.iter().map(|s| &s.replies))
+    }
+
+    fn sum(&self, f: impl Fn(&TrafficShard) -> u64) -> u64 {
+        self.0.iter().fold(0u64, |t, s| t.wrapping_add(f(s)))
     }
 }
 
@@ -355,7 +412,7 @@ impl Shared {
         Snapshot {
             clients: self.active.load(Ordering::SeqCst),
             names,
-            messages_received: self.counters.messages_received.get(),
+            messages_received: self.counters.traffic.messages_received(),
             uptime: self.started.elapsed(),
         }
     }
@@ -400,9 +457,9 @@ pub(super) fn stats_loop(sh: Arc<Shared>, every: Duration) {
             .max(Duration::from_secs_f64(MIN_INTERVAL_SECS));
         let secs = elapsed.as_secs_f64();
         last = now;
-        let msgs = c.messages_received.get();
-        let bin = c.bytes_in.get();
-        let bout = c.bytes_out.get();
+        let msgs = c.traffic.messages_received();
+        let bin = c.traffic.bytes_in();
+        let bout = c.traffic.bytes_out();
         let err = c.errors.load(Ordering::Relaxed);
         let shed = shed_so_far(&c.errors_by_kind);
         // At shutdown, a last (shorter) interval: without it, the messages
@@ -480,29 +537,36 @@ mod tests {
 
     #[test]
     fn sharded_counts_from_many_threads_add_up_exactly() {
-        let c = Arc::new(ShardedCounter::default());
+        let t = Arc::new(Traffic::default());
         let h = Arc::new(ReplyTimes::default());
         let ts: Vec<_> = (0..(SHARDS + 7))
             .map(|k| {
-                let (c, h) = (c.clone(), h.clone());
+                let (t, h) = (t.clone(), h.clone());
                 std::thread::spawn(move || {
                     for _ in 0..1000 {
-                        c.add(k as u64 + 1);
+                        t.received();
+                        t.read(k as u64 + 1);
+                        t.wrote(2 * (k as u64 + 1));
+                        t.replied(Duration::from_micros(7));
                         h.observe(Duration::from_micros(7));
                     }
                 })
             })
             .collect();
-        for t in ts {
-            t.join().expect("counting thread");
+        for th in ts {
+            th.join().expect("counting thread");
         }
         let n = (SHARDS + 7) as u64;
-        assert_eq!(c.get(), 1000 * n * (n + 1) / 2);
-        assert_eq!(c.load(Ordering::SeqCst), c.get());
-        let s = h.snapshot();
-        assert_eq!(s.count, 1000 * n);
-        assert_eq!(s.buckets[1], (1e-5, 1000 * n));
-        assert!((s.sum_secs - 7e-6 * (1000 * n) as f64).abs() < 1e-9);
+        assert_eq!(t.messages_received(), 1000 * n);
+        assert_eq!(t.bytes_in(), 1000 * n * (n + 1) / 2);
+        assert_eq!(t.bytes_out(), 1000 * n * (n + 1));
+        // The replies sent are the histogram's count, by construction.
+        assert_eq!(t.replies_sent(), 1000 * n);
+        for s in [h.snapshot(), t.reply_times()] {
+            assert_eq!(s.count, 1000 * n);
+            assert_eq!(s.buckets[1], (1e-5, 1000 * n));
+            assert!((s.sum_secs - 7e-6 * (1000 * n) as f64).abs() < 1e-9);
+        }
     }
 
     #[test]

@@ -189,7 +189,6 @@ fn a_chat_line_split_across_pauses_is_one_message() {
 #[test]
 fn a_client_that_only_reads_is_not_closed_as_idle() {
     use chatmon::client::{self, ClientConfig, ClientEvent};
-    use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
     const IDLE: Duration = Duration::from_millis(600);
     const PING_EVERY: Duration = Duration::from_millis(150);
@@ -198,7 +197,7 @@ fn a_client_that_only_reads_is_not_closed_as_idle() {
     let pings = (2 * IDLE.as_millis() / PING_EVERY.as_millis()) as u64;
     let ping_len = protocol::encode(&ClientMsg::Ping { id: None }).len() as u64;
     let ts = TestServer::with(|c| c.idle_timeout = Some(IDLE));
-    let bytes_in = || ts.server().counters().bytes_in.load(Ordering::Relaxed);
+    let bytes_in = || ts.server().counters().traffic.bytes_in();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

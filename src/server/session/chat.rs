@@ -4,7 +4,6 @@
 //! `probe_reply` at once, not relayed, not logged).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread;
 
 use crate::cluster::RoomEvent;
@@ -235,7 +234,7 @@ impl Session {
             return self.send_error(&msg);
         }
         let c = &self.sh.counters;
-        c.messages_received.fetch_add(1, Ordering::Relaxed);
+        c.traffic.received();
         let now = eventlog::now();
         self.sh.log.record_at(
             EventKind::MessageReceived,
@@ -263,8 +262,7 @@ impl Session {
         else {
             return true;
         };
-        c.reply_time.observe(self.handling_since.elapsed());
-        c.replies_sent.fetch_add(1, Ordering::Relaxed);
+        c.traffic.replied(self.handling_since.elapsed());
         self.sh.log.record(
             EventKind::MessageSent,
             &LogMessage::ServerReplied {

@@ -13,7 +13,6 @@ mod tls;
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::protocol::{self, Frame, LineFramer, ServerMsg};
@@ -188,10 +187,7 @@ impl Session {
             };
             armed_rest = false;
             last_input = Instant::now();
-            self.sh
-                .counters
-                .bytes_in
-                .fetch_add(n as u64, Ordering::Relaxed);
+            self.sh.counters.traffic.read(n as u64);
             framer.push(&buf[..n], &mut frames);
             if clock.after_read(&buf[..n], !frames.is_empty(), last_input)
                 && self.sh.line_deadline().is_some()
@@ -322,10 +318,7 @@ impl Session {
     fn write_plain(&self, bytes: &[u8]) -> bool {
         match self.conn.write_line(bytes) {
             Ok(()) => {
-                self.sh
-                    .counters
-                    .bytes_out
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                self.sh.counters.traffic.wrote(bytes.len() as u64);
                 true
             }
             Err(e) => {

@@ -1,8 +1,6 @@
 //! The plain (seed) protocol: each line `T` is answered with
 //! `Server received: T`, and relayed to the chat room as a chat line.
 
-use std::sync::atomic::Ordering;
-
 use crate::cluster::RoomEvent;
 use crate::eventlog::{self, EventKind, LogMessage};
 use crate::protocol::{self, ServerMsg};
@@ -26,7 +24,7 @@ impl Session {
             return self.send_error(&msg);
         }
         let c = &self.sh.counters;
-        c.messages_received.fetch_add(1, Ordering::Relaxed);
+        c.traffic.received();
         let now = eventlog::clock::local(self.read_wall);
         let received = LogMessage::ServerReceived {
             who: &self.who,
@@ -41,8 +39,7 @@ impl Session {
         let written = self.write_plain(reply.as_bytes());
         if written {
             let took = self.handling_since.elapsed();
-            c.reply_time.observe(took);
-            c.replies_sent.fetch_add(1, Ordering::Relaxed);
+            c.traffic.replied(took);
             // Both lines in one append, after the reply. The reply's line is
             // stamped from the read's clock reading plus the reply time: the
             // log's response time is the histogram's, to the microsecond.
