@@ -21,36 +21,47 @@ thread_local! {
 }
 
 /// How long one pairing of the monotonic clock with the wall clock serves
-/// [`wall_at`] before the wall clock is read again.
+/// [`unix_nanos_at`] before the wall clock is read again.
 const PAIRING_LIFE: Duration = Duration::from_millis(100);
 
 thread_local! {
-    /// A monotonic and a wall-clock reading taken together, for [`wall_at`].
-    static PAIRING: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
+    /// A monotonic reading and the wall clock (ns since the Unix epoch) read
+    /// together, for [`unix_nanos_at`].
+    static PAIRING: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
 }
 
-/// The wall-clock time at which the monotonic clock read `at`, without
-/// reading the wall clock each time: a session stamps its log lines from the
-/// monotonic reading it takes anyway for its reply time, which saves a clock
-/// read per message (clock reads were a sixth of a session's own CPU).
+/// Nanoseconds since the Unix epoch of `t` (0 for a clock set before 1970,
+/// which no real clock shows; saturated in the year 2554).
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The wall clock, in ns since the Unix epoch, at which the monotonic clock
+/// read `at`, without reading the wall clock each time: a session stamps its
+/// log lines from the monotonic reading it takes anyway for its reply time,
+/// which saves a clock read per message (clock reads and their arithmetic
+/// were a sixth of a session's own CPU). Plain integers, so that a stamp
+/// and a stamp plus the reply time cost an addition, not time arithmetic.
 ///
 /// The two clocks differ by an amount that changes only when the wall clock
 /// is set (a step): NTP's slewing speeds or slows both alike. The wall clock
 /// is read again when the pairing is [`PAIRING_LIFE`] old, so a step shows
 /// in the stamps within that time.
-pub fn wall_at(at: Instant) -> SystemTime {
+pub fn unix_nanos_at(at: Instant) -> u64 {
     let paired = PAIRING.try_with(Cell::get).ok().flatten();
     if let Some((mono, wall)) = paired
         && let Some(since) = at.checked_duration_since(mono)
         && since < PAIRING_LIFE
     {
-        return wall + since;
+        return wall.saturating_add(since.as_nanos() as u64);
     }
-    let (mono, wall) = (Instant::now(), SystemTime::now());
+    let (mono, wall) = (Instant::now(), unix_nanos(SystemTime::now()));
     let _ = PAIRING.try_with(|c| c.set(Some((mono, wall))));
     match mono.checked_duration_since(at) {
-        Some(before) => wall.checked_sub(before).unwrap_or(wall),
-        None => wall + at.duration_since(mono),
+        Some(before) => wall.saturating_sub(u64::try_from(before.as_nanos()).unwrap_or(u64::MAX)),
+        None => wall
+            .saturating_add(u64::try_from(at.duration_since(mono).as_nanos()).unwrap_or(u64::MAX)),
     }
 }
 
@@ -59,41 +70,42 @@ pub fn now() -> NaiveDateTime {
     local(SystemTime::now())
 }
 
-/// `t` in local time, as the log records it: the time of a line stamped when
-/// a read was taken up, or that plus the monotonic time the reply took (so
-/// that the log's response time and the server's reply-time histogram are
-/// one measurement, not two clock reads that NTP could step between).
-///
-/// Cheap: within a second already seen by this thread it is two integer
-/// checks. The UTC offset is looked up once a minute and cached process-wide
-/// (chrono's per-thread zone lookup was a few percent of the server's CPU at
-/// high message rates, and its date arithmetic another few).
+/// `t` in local time, as the log records it.
 pub fn local(t: SystemTime) -> NaiveDateTime {
-    let Ok(since) = t.duration_since(UNIX_EPOCH) else {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => local_unix_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
         // A clock before 1970: no real one shows it; chrono handles it.
-        return slow_local(DateTime::<chrono::Utc>::from(t).naive_utc());
-    };
-    let (sec, nanos) = (since.as_secs(), since.subsec_nanos());
+        Err(_) => slow_local(DateTime::<chrono::Utc>::from(t).naive_utc()),
+    }
+}
+
+/// The time `ns` nanoseconds after the Unix epoch, in local time: the time
+/// of a line stamped when a read was taken up, or that plus the monotonic
+/// time the reply took (so that the log's response time and the server's
+/// reply-time histogram are one measurement).
+///
+/// Cheap: within a second already seen by this thread it is a division and
+/// a comparison. The UTC offset is looked up once a minute and cached
+/// process-wide (chrono's per-thread zone lookup was a few percent of the
+/// server's CPU at high message rates, and its date arithmetic another few).
+pub fn local_unix_nanos(ns: u64) -> NaiveDateTime {
+    let (sec, nanos) = (ns / 1_000_000_000, (ns % 1_000_000_000) as u32);
     let cached = LAST_SECOND.try_with(Cell::get).ok().flatten();
     let (date, sod) = match cached {
         Some((s, date, sod)) if s == sec => (date, sod),
         _ => {
-            let Some(whole) = i64::try_from(sec)
-                .ok()
-                .and_then(|s| DateTime::from_timestamp(s, 0))
-            else {
-                return slow_local(DateTime::<chrono::Utc>::from(t).naive_utc());
-            };
+            // `sec` < 2^64 / 1e9, well inside i64 and chrono's range.
+            let whole = DateTime::from_timestamp(sec as i64, 0).unwrap_or_default();
             let local = slow_local(whole.naive_utc());
             let (date, sod) = (local.date(), local.time().num_seconds_from_midnight());
             let _ = LAST_SECOND.try_with(|c| c.set(Some((sec, date, sod))));
             (date, sod)
         }
     };
-    match NaiveTime::from_num_seconds_from_midnight_opt(sod, nanos) {
-        Some(time) => NaiveDateTime::new(date, time),
-        None => slow_local(DateTime::<chrono::Utc>::from(t).naive_utc()),
-    }
+    NaiveDateTime::new(
+        date,
+        NaiveTime::from_num_seconds_from_midnight_opt(sod, nanos).unwrap_or_default(),
+    )
 }
 
 /// UTC `utc` in local time, through the process-wide offset cache.
@@ -161,23 +173,21 @@ mod tests {
     }
 
     #[test]
-    fn wall_at_tracks_the_wall_clock() {
+    fn unix_nanos_at_tracks_the_wall_clock() {
         // Fresh, reused and renewed pairings, and a reading from before the
         // pairing was made: within a few ms of a direct read (the test
         // machine's scheduler, not the pairing, sets the bound).
-        let slack = Duration::from_millis(20);
-        let close = |a: SystemTime, b: SystemTime| {
-            a.duration_since(b).or_else(|e| Ok::<_, ()>(e.duration())) < Ok(slack)
-        };
+        let slack = 20_000_000u64;
+        let close = |a: u64, b: u64| a.abs_diff(b) < slack;
         let early = Instant::now();
         for _ in 0..3 {
             let at = Instant::now();
-            let direct = SystemTime::now();
-            assert!(close(wall_at(at), direct));
+            let direct = unix_nanos(SystemTime::now());
+            assert!(close(unix_nanos_at(at), direct));
             std::thread::sleep(PAIRING_LIFE / 2);
         }
-        let direct = SystemTime::now() - early.elapsed();
-        assert!(close(wall_at(early), direct));
+        let direct = unix_nanos(SystemTime::now() - early.elapsed());
+        assert!(close(unix_nanos_at(early), direct));
     }
 
     #[test]

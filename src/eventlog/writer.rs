@@ -159,6 +159,7 @@ impl EventLog {
         thread::Builder::new()
             .name("chatmon-log".into())
             .spawn(move || {
+                batch_priority();
                 Writer::new(sink, &w).run();
                 let mut st = w.lock();
                 st.gone = true;
@@ -370,6 +371,22 @@ impl EventLog {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+    }
+}
+
+/// Puts the calling (writer) thread in Linux's `SCHED_BATCH` class: it keeps
+/// its fair share of the CPU, so it never falls behind for want of it, but
+/// its wake-ups no longer preempt a session thread in the middle of a
+/// message; it runs when one blocks in its next read, microseconds later.
+/// Where that is not possible it stays a normal thread, which only costs
+/// latency.
+fn batch_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler only reads `param`; pid 0 is the
+        // calling thread.
+        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
     }
 }
 

@@ -3,8 +3,7 @@
 //! for each message ([`clock`]), and the matching of a seed-style server's
 //! replies for the plain-session fallback ([`plain`]), and the figures over a
 //! whole log ([`summary`]). All are pure: the
-//! only clock read in this module is [`wall_micros`], for callers to stamp with
-//! ([`micros_of`] converts a reading taken elsewhere).
+//! only clock read in this module is [`wall_micros`], for callers to stamp with.
 
 pub mod clock;
 pub mod plain;
@@ -18,15 +17,8 @@ pub use plain::{PlainMatcher, PlainReply};
 /// Now on this machine's wall clock, in µs since the Unix epoch: the unit of
 /// every timestamp on the wire. A clock set before 1970 reads as negative.
 pub fn wall_micros() -> i64 {
-    micros_of(std::time::SystemTime::now())
-}
-
-/// A wall-clock reading in µs since the Unix epoch, as [`wall_micros`]
-/// gives it: for a caller that stamps one reading both on the wire and in
-/// the log.
-pub fn micros_of(t: std::time::SystemTime) -> i64 {
-    use std::time::UNIX_EPOCH;
-    match t.duration_since(UNIX_EPOCH) {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |v| -v),
     }

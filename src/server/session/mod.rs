@@ -13,7 +13,7 @@ mod tls;
 
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::protocol::{self, Frame, LineFramer, ServerMsg};
 
@@ -53,13 +53,13 @@ pub(super) struct Session {
     /// When the frame being handled was taken up: the start of the server's
     /// read-to-reply time.
     handling_since: Instant,
-    /// The wall clock when the frame being handled was taken up (derived
-    /// from `handling_since`, no clock read of its own): the time of its
-    /// `Message Received` line, and with the reply time added, of its
-    /// `Message Sent` line.
-    read_wall: SystemTime,
-    /// `read_wall` in µs since the Unix epoch, in chat sessions: t2 of the
-    /// four timestamps, on the reply and on the relays of the message.
+    /// The wall clock (ns since the Unix epoch) when the frame being handled
+    /// was taken up, derived from `handling_since` with no clock read of its
+    /// own: the time of its `Message Received` line, and with the reply time
+    /// added, of its `Message Sent` line.
+    read_unix_ns: u64,
+    /// `read_unix_ns` in µs, in chat sessions: t2 of the four timestamps, on
+    /// the reply and on the relays of the message.
     read_us: i64,
     /// The client was told its current line is too long while it was still
     /// arriving; its end needs no second error.
@@ -80,7 +80,7 @@ impl Session {
             who,
             warned_long: false,
             handling_since: Instant::now(),
-            read_wall: SystemTime::now(),
+            read_unix_ns: 0,
             read_us: 0,
             reply_buf: String::new(),
         }
@@ -269,10 +269,8 @@ impl Session {
     /// Handles one frame taken up at `at`; `false` ends the session.
     fn handle_at(&mut self, frame: Frame, at: Instant) -> bool {
         self.handling_since = at;
-        self.read_wall = crate::eventlog::clock::wall_at(at);
-        if matches!(self.mode, Mode::Chat { .. }) {
-            self.read_us = crate::timing::micros_of(self.read_wall);
-        }
+        self.read_unix_ns = crate::eventlog::clock::unix_nanos_at(at);
+        self.read_us = (self.read_unix_ns / 1000) as i64;
         let line = match frame {
             Frame::TooLong { .. } if self.warned_long => {
                 // Already told while it was arriving.

@@ -25,7 +25,7 @@ impl Session {
         }
         let c = &self.sh.counters;
         c.traffic.received();
-        let now = eventlog::clock::local(self.read_wall);
+        let now = eventlog::clock::local_unix_nanos(self.read_unix_ns);
         let received = LogMessage::ServerReceived {
             who: &self.who,
             id: None,
@@ -52,7 +52,9 @@ impl Session {
                 (EventKind::MessageReceived, now, &received),
                 (
                     EventKind::MessageSent,
-                    eventlog::clock::local(self.read_wall + took),
+                    eventlog::clock::local_unix_nanos(
+                        self.read_unix_ns.saturating_add(took.as_nanos() as u64),
+                    ),
                     &replied,
                 ),
             );
