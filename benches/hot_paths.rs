@@ -1,5 +1,5 @@
 //! Hot paths: what the server does per message (decode, encode, frame, log a
-//! line) and what `chatmon report` does per line (parse, analyse).
+//! line, log a plain message's two lines) and what `chatmon report` does per line (parse, analyse).
 //!
 //! `cargo bench --bench hot_paths`
 
@@ -7,11 +7,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
+use std::time::Instant;
 
 use chrono::NaiveDateTime;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use chatmon::eventlog::{self, EventKind};
+use chatmon::eventlog::{self, EventKind, EventLog, LogMessage, clock};
 use chatmon::protocol::{self, ClientMsg, LineFramer, ServerMsg};
 use chatmon::report;
 
@@ -68,6 +69,39 @@ fn eventlog_paths(c: &mut Criterion) {
     let text = "server <- 127.0.0.1:53422: hello, this is a 32-byte payload";
     g.bench_function("format_line", |b| {
         b.iter(|| eventlog::format_line(&EventKind::MessageReceived, black_box(t), black_box(text)))
+    });
+    // What a plain session logs per message: the clock reading it took for
+    // the read turned into both lines' times, both lines formatted and
+    // appended in one take of the batch (the writer behind swallows them).
+    let log = EventLog::null();
+    let (who, payload) = ("127.0.0.1:53422", "hello, this is a 32-byte payload");
+    let reply = format!("{}{payload}", protocol::REPLY_PREFIX);
+    g.bench_function("log_plain_message", |b| {
+        b.iter(|| {
+            let at = clock::unix_nanos_at(Instant::now());
+            let received = LogMessage::ServerReceived {
+                who,
+                id: None,
+                text: black_box(payload),
+            };
+            let replied = LogMessage::ServerReplied {
+                who,
+                id: None,
+                text: &reply,
+            };
+            log.record_pair_at(
+                (
+                    EventKind::MessageReceived,
+                    clock::local_unix_nanos(at),
+                    &received,
+                ),
+                (
+                    EventKind::MessageSent,
+                    clock::local_unix_nanos(at + 5_000),
+                    &replied,
+                ),
+            );
+        })
     });
     let chatmon_line = eventlog::format_line(
         &EventKind::MessageReceived,
