@@ -109,8 +109,12 @@ pub fn name_key(name: &str) -> String {
 /// Checks the text of a message: NUL bytes are refused (they truncate text in
 /// C tools and terminals); everything else is kept and escaped where shown.
 pub fn check_text(text: &str) -> Result<(), TextError> {
-    // On bytes: `str::find` with a char pattern costs a searcher's setup,
-    // and this runs on every message.
+    // Nearly every text has none: decided by `contains`, which is memchr
+    // (a byte loop or `str::find` cost a tenth of a session's message
+    // handling); the position only for the error.
+    if !text.as_bytes().contains(&0) {
+        return Ok(());
+    }
     match text.bytes().position(|b| b == 0) {
         Some(at) => Err(TextError::NulByte { at }),
         None => Ok(()),

@@ -40,6 +40,60 @@ fn plain_line_gets_the_seed_reply() {
 }
 
 #[test]
+fn log_response_times_are_the_reply_histogram() {
+    // Four clients at once: a plain message's two lines still come together
+    // (no other client's line between them), and `Message Sent` minus
+    // `Message Received` is the very sample the reply-time histogram holds:
+    // their sums agree to the microsecond each stamp is written at.
+    const CLIENTS: usize = 4;
+    const N: usize = 50;
+    let ts = TestServer::start();
+    std::thread::scope(|s| {
+        for k in 0..CLIENTS {
+            let addr = ts.addr;
+            s.spawn(move || {
+                let mut c = Plain::new(addr);
+                for i in 0..N {
+                    c.send(format!("c{k} m{i}\n").as_bytes());
+                    assert_eq!(c.line(), format!("Server received: c{k} m{i}"));
+                }
+            });
+        }
+    });
+    let total = (CLIENTS * N) as u64;
+    let h = ts.server().counters().traffic.reply_times();
+    assert_eq!(h.count, total);
+    assert_eq!(ts.server().counters().traffic.replies_sent(), total);
+    let lines = ts.log_lines();
+    let events: Vec<_> = lines
+        .iter()
+        .map(|l| eventlog::parse_line(l).expect("parses"))
+        .collect();
+    let (mut pairs, mut log_sum_us) = (0u64, 0i64);
+    for w in events.windows(2) {
+        if w[0].kind() == EventKind::MessageReceived {
+            assert_eq!(
+                w[1].kind(),
+                EventKind::MessageSent,
+                "{:?} then {:?}",
+                w[0],
+                w[1]
+            );
+            let who = |m: &str| m.split(": ").next().map(|p| p[10..].to_string());
+            assert_eq!(who(&w[0].message), who(&w[1].message), "one client's pair");
+            log_sum_us += (w[1].time - w[0].time).num_microseconds().expect("small");
+            pairs += 1;
+        }
+    }
+    assert_eq!(pairs, total);
+    let hist_sum_us = h.sum_secs * 1e6;
+    assert!(
+        (log_sum_us as f64 - hist_sum_us).abs() <= total as f64,
+        "log {log_sum_us} µs, histogram {hist_sum_us:.1} µs"
+    );
+}
+
+#[test]
 fn message_without_newline_is_answered_like_the_seed() {
     let ts = TestServer::start();
     // Exactly what the seed's client does: send without newline, then recv.

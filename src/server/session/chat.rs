@@ -235,16 +235,12 @@ impl Session {
         }
         let c = &self.sh.counters;
         c.traffic.received();
-        let now = eventlog::now();
-        self.sh.log.record_at(
-            EventKind::MessageReceived,
-            now,
-            &LogMessage::ServerReceived {
-                who: &self.who,
-                id: Some(id),
-                text: &text,
-            },
-        );
+        let now = eventlog::clock::local_unix_nanos(self.read_unix_ns);
+        let received = LogMessage::ServerReceived {
+            who: &self.who,
+            id: Some(id),
+            text: &text,
+        };
         // Stamped as late as the encoding allows: t3 of the four timestamps.
         let reply = ServerMsg::Reply {
             id,
@@ -253,6 +249,9 @@ impl Session {
             write_us: Some(timing::wall_micros()),
         };
         if !self.write_msg(&reply) {
+            self.sh
+                .log
+                .record_at(EventKind::MessageReceived, now, &received);
             return false;
         }
         // The reply's own text, for the log line, without a copy.
@@ -262,14 +261,23 @@ impl Session {
         else {
             return true;
         };
-        c.traffic.replied(self.handling_since.elapsed());
-        self.sh.log.record(
-            EventKind::MessageSent,
-            &LogMessage::ServerReplied {
-                who: &self.who,
-                id: Some(id),
-                text: &reply_text,
-            },
+        let took = self.handling_since.elapsed();
+        c.traffic.replied(took);
+        // Both lines in one append, as a plain session logs them; the
+        // reply's line stamped with the histogram's own reply time.
+        self.sh.log.record_pair_at(
+            (EventKind::MessageReceived, now, &received),
+            (
+                EventKind::MessageSent,
+                eventlog::clock::local_unix_nanos(
+                    self.read_unix_ns.saturating_add(took.as_nanos() as u64),
+                ),
+                &LogMessage::ServerReplied {
+                    who: &self.who,
+                    id: Some(id),
+                    text: &reply_text,
+                },
+            ),
         );
         if self.sh.cluster.is_some() {
             self.sh.to_cluster(RoomEvent::Chat {
