@@ -52,9 +52,15 @@ ticks() {
     echo $(( ${12} + ${13} ))
 }
 
-"$CHATMON" serve --bind "$ADDR" --log "$WORK/server.log" >/dev/null 2>&1 &
-PIDS+=($!)
-sleep 0.5
+# A run right after another: its server may still hold the port a moment.
+listening() { ss -Hltn "sport = :${ADDR##*:}" | grep -q .; }
+for _ in $(seq 100); do listening || break; sleep 0.05; done
+"$CHATMON" serve --bind "$ADDR" --log "$WORK/server.log" >/dev/null 2>"$WORK/server.err" &
+SERVER=$!
+PIDS+=($SERVER)
+for _ in $(seq 100); do listening && break; sleep 0.05; done
+listening && kill -0 "$SERVER" 2>/dev/null \
+    || { echo "tui_cpu.sh: the server did not start on $ADDR: $(tail -2 "$WORK/server.err")" >&2; exit 1; }
 # The TUI in a 160×50 pseudo-terminal, tailing the server's log, its input a
 # pipe that stays open and silent (no keys; /dev/zero would type NULs).
 mkfifo "$WORK/keys"
@@ -76,7 +82,8 @@ sleep 2
 before=$(ticks "$TUI")
 t0=$(date +%s.%N)
 "$CHATMON" bench --server "$ADDR" --mode chat --clients 3 --rate "$RATE" --duration "$DURATION" \
-    --warmup 0s --json "$WORK/bench.json" >/dev/null 2>&1
+    --warmup 0s --json "$WORK/bench.json" >/dev/null 2>"$WORK/bench.err" \
+    || { echo "tui_cpu.sh: the bench failed: $(tail -3 "$WORK/bench.err")" >&2; exit 1; }
 t1=$(date +%s.%N)
 after=$(ticks "$TUI")
 python3 - "$before" "$after" "$(getconf CLK_TCK)" "$t0" "$t1" "$WORK/bench.json" <<'PY'
