@@ -233,14 +233,7 @@ impl Session {
             self.sh.error_as(ErrorKind::Malformed, &self.who, &msg);
             return self.send_error(&msg);
         }
-        let c = &self.sh.counters;
-        c.traffic.received();
-        let now = eventlog::clock::local_unix_nanos(self.read_unix_ns);
-        let received = LogMessage::ServerReceived {
-            who: &self.who,
-            id: Some(id),
-            text: &text,
-        };
+        self.sh.counters.traffic.received();
         // Stamped as late as the encoding allows: t3 of the four timestamps.
         let reply = ServerMsg::Reply {
             id,
@@ -249,36 +242,16 @@ impl Session {
             write_us: Some(timing::wall_micros()),
         };
         if !self.write_msg(&reply) {
-            self.sh
-                .log
-                .record_at(EventKind::MessageReceived, now, &received);
+            self.log_exchange(Some(id), &text, None);
             return false;
         }
         // The reply's own text, for the log line, without a copy.
-        let ServerMsg::Reply {
+        if let ServerMsg::Reply {
             text: reply_text, ..
-        } = reply
-        else {
-            return true;
-        };
-        let took = self.handling_since.elapsed();
-        c.traffic.replied(took);
-        // Both lines in one append, as a plain session logs them; the
-        // reply's line stamped with the histogram's own reply time.
-        self.sh.log.record_pair_at(
-            (EventKind::MessageReceived, now, &received),
-            (
-                EventKind::MessageSent,
-                eventlog::clock::local_unix_nanos(
-                    self.read_unix_ns.saturating_add(took.as_nanos() as u64),
-                ),
-                &LogMessage::ServerReplied {
-                    who: &self.who,
-                    id: Some(id),
-                    text: &reply_text,
-                },
-            ),
-        );
+        } = &reply
+        {
+            self.log_exchange(Some(id), &text, Some(reply_text));
+        }
         if self.sh.cluster.is_some() {
             self.sh.to_cluster(RoomEvent::Chat {
                 from: name.clone(),
@@ -291,7 +264,7 @@ impl Session {
             let line = protocol::encode(&ServerMsg::Chat {
                 from: name.clone(),
                 text,
-                ts: eventlog::format_time(now),
+                ts: eventlog::format_time(eventlog::clock::local_unix_nanos(self.read_unix_ns)),
                 read_us: Some(self.read_us),
                 sent_us: stamps.sent_us,
                 offset_us: stamps.offset_us,

@@ -313,6 +313,43 @@ impl Session {
         }
     }
 
+    /// Counts and logs a message (`id` in chat sessions) and, when it was
+    /// written, its reply (`reply`, without its newline): both lines in one
+    /// append, after the reply, so that no other client's line comes between
+    /// them. `Message Received` is stamped when the message was taken up,
+    /// `Message Sent` that plus the reply time the histogram counts: the
+    /// log's response time is the histogram's, to the microsecond.
+    fn log_exchange(&self, id: Option<u64>, text: &str, reply: Option<&str>) {
+        use crate::eventlog::{EventKind, LogMessage, clock};
+        let received = LogMessage::ServerReceived {
+            who: &self.who,
+            id,
+            text,
+        };
+        let at = clock::local_unix_nanos(self.read_unix_ns);
+        let Some(reply) = reply else {
+            self.sh
+                .log
+                .record_at(EventKind::MessageReceived, at, &received);
+            return;
+        };
+        let took = self.handling_since.elapsed();
+        self.sh.counters.traffic.replied(took);
+        let done = self.read_unix_ns.saturating_add(took.as_nanos() as u64);
+        self.sh.log.record_pair_at(
+            (EventKind::MessageReceived, at, &received),
+            (
+                EventKind::MessageSent,
+                clock::local_unix_nanos(done),
+                &LogMessage::ServerReplied {
+                    who: &self.who,
+                    id,
+                    text: reply,
+                },
+            ),
+        );
+    }
+
     fn write_plain(&self, bytes: &[u8]) -> bool {
         match self.conn.write_line(bytes) {
             Ok(()) => {

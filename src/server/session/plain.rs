@@ -2,7 +2,7 @@
 //! `Server received: T`, and relayed to the chat room as a chat line.
 
 use crate::cluster::RoomEvent;
-use crate::eventlog::{self, EventKind, LogMessage};
+use crate::eventlog;
 use crate::protocol::{self, ServerMsg};
 
 use super::super::stats::ErrorKind;
@@ -23,46 +23,14 @@ impl Session {
             self.sh.error_as(ErrorKind::Malformed, &self.who, &msg);
             return self.send_error(&msg);
         }
-        let c = &self.sh.counters;
-        c.traffic.received();
-        let now = eventlog::clock::local_unix_nanos(self.read_unix_ns);
-        let received = LogMessage::ServerReceived {
-            who: &self.who,
-            id: None,
-            text,
-        };
+        self.sh.counters.traffic.received();
         let mut reply = std::mem::take(&mut self.reply_buf);
         reply.clear();
         reply.push_str(protocol::REPLY_PREFIX);
         reply.push_str(text);
         reply.push('\n');
         let written = self.write_plain(reply.as_bytes());
-        if written {
-            let took = self.handling_since.elapsed();
-            c.traffic.replied(took);
-            // Both lines in one append, after the reply. The reply's line is
-            // stamped from the read's clock reading plus the reply time: the
-            // log's response time is the histogram's, to the microsecond.
-            let replied = LogMessage::ServerReplied {
-                who: &self.who,
-                id: None,
-                text: &reply[..reply.len() - 1],
-            };
-            self.sh.log.record_pair_at(
-                (EventKind::MessageReceived, now, &received),
-                (
-                    EventKind::MessageSent,
-                    eventlog::clock::local_unix_nanos(
-                        self.read_unix_ns.saturating_add(took.as_nanos() as u64),
-                    ),
-                    &replied,
-                ),
-            );
-        } else {
-            self.sh
-                .log
-                .record_at(EventKind::MessageReceived, now, &received);
-        }
+        self.log_exchange(None, text, written.then_some(&reply[..reply.len() - 1]));
         self.reply_buf = reply;
         if !written {
             return false;
@@ -77,7 +45,7 @@ impl Session {
             let line = protocol::encode(&ServerMsg::chat(
                 self.who.clone(),
                 text,
-                eventlog::format_time(now),
+                eventlog::format_time(eventlog::clock::local_unix_nanos(self.read_unix_ns)),
             ));
             self.sh.relay(line.into(), Some(self.conn.id));
         }

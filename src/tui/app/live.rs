@@ -393,11 +393,11 @@ impl Live {
     }
 }
 
-/// The wall-clock time of a monotonic instant (now, or a moment ago).
+/// The local wall-clock time of a monotonic instant (now, or a moment ago),
+/// as the log's own clock pairs the two.
 pub(crate) fn wall_at(at: Instant) -> NaiveDateTime {
-    let ago = Instant::now().saturating_duration_since(at);
-    let now = chrono::Local::now().naive_local();
-    now - chrono::TimeDelta::from_std(ago).unwrap_or_default()
+    use crate::eventlog::clock;
+    clock::local_unix_nanos(clock::unix_nanos_at(at))
 }
 
 #[cfg(test)]
