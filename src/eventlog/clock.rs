@@ -1,5 +1,7 @@
-//! The local time the log records, with the UTC offset cached so that asking
-//! for it costs a clock read, not a time zone lookup. Knows nothing of lines.
+//! The local time the log records, with the UTC offset and the current second
+//! cached so that asking for it costs a clock read, not a time zone lookup;
+//! and the wall time of a monotonic reading, without a second clock read.
+//! Knows nothing of lines.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -10,7 +10,8 @@
 //! - [`message`]: [`LogMessage`], the typed message part of every line
 //!   chatmon writes, with one `Display` and one parser side by side.
 //! - [`escape`]: keeps a peer's text on one line and free of terminal escapes.
-//! - [`clock`]: the local time the log records, cheaply.
+//! - [`clock`]: the local time the log records, cheaply, and the wall time of
+//!   a monotonic reading (a session stamps its lines from the one it takes).
 //! - [`writer`]: [`EventLog`], which hands lines to one writer thread so no
 //!   client thread waits on the disk.
 //! - [`sink`]: where the writer's bytes go ([`LogSink`]: a file, memory, nowhere).
