@@ -8,7 +8,8 @@
 //! - [`line`]: the one writer ([`format_line`]) and the one parser
 //!   ([`parse_line`]) of a whole line, and the [`EventKind`]s.
 //! - [`message`]: [`LogMessage`], the typed message part of every line
-//!   chatmon writes, with one `Display` and one parser side by side.
+//!   chatmon writes, with one writer (`write_to`, which `Display` uses) and
+//!   one parser side by side.
 //! - [`escape`]: keeps a peer's text on one line and free of terminal escapes.
 //! - [`clock`]: the local time the log records, cheaply, and the wall time of
 //!   a monotonic reading (a session stamps its lines from the one it takes).
