@@ -162,27 +162,17 @@ pub fn format_line_args(
     time: NaiveDateTime,
     message: fmt::Arguments<'_>,
 ) -> String {
+    use fmt::Write as _;
     let mut s = String::with_capacity(LINE_CAPACITY);
-    format_line_into(&mut s, kind, time, message);
+    format_line_with(&mut s, kind, time, |s| {
+        let _ = s.write_fmt(message);
+    });
     s
 }
 
-/// [`format_line_args`] appended to `s`, which the log writer's callers
-/// reuse from line to line: no allocation per line once it is big enough.
-pub(crate) fn format_line_into(
-    s: &mut String,
-    kind: &EventKind,
-    time: NaiveDateTime,
-    message: fmt::Arguments<'_>,
-) {
-    use fmt::Write as _;
-    format_line_with(s, kind, time, |s| {
-        let _ = s.write_fmt(message);
-    });
-}
-
-/// The one writer of a line, appended to `s`: `message` appends the message
-/// part, which is then escaped if it needs to be. Taking a writer rather
+/// The one writer of a line, appended to `s` (the log writer's callers reuse
+/// theirs from line to line): `message` appends the message part, which is
+/// then escaped if it needs to be. Taking a writer rather
 /// than format arguments lets the typed messages write their parts with
 /// plain string copies (`core::fmt` was a fifth of a log line's cost on the
 /// server's per-message path).

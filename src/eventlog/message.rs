@@ -631,23 +631,12 @@ impl fmt::Display for LogMessage<'_> {
     }
 }
 
-/// Writes an optional id as ` #ID`, without `core::fmt`.
+/// Writes an optional id as ` #ID`.
 fn write_id<W: fmt::Write>(f: &mut W, id: Option<u64>) -> fmt::Result {
-    let Some(mut id) = id else {
-        return Ok(());
-    };
-    f.write_str(ID_MARK)?;
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (id % 10) as u8;
-        id /= 10;
-        if id == 0 {
-            break;
-        }
+    match id {
+        Some(id) => write!(f, "{ID_MARK}{id}"),
+        None => Ok(()),
     }
-    f.write_str(std::str::from_utf8(&digits[at..]).unwrap_or_default())
 }
 
 /// Pulls the round trip out of a client's `Message Received` message: the

@@ -109,16 +109,14 @@ pub fn name_key(name: &str) -> String {
 /// Checks the text of a message: NUL bytes are refused (they truncate text in
 /// C tools and terminals); everything else is kept and escaped where shown.
 pub fn check_text(text: &str) -> Result<(), TextError> {
-    // Nearly every text has none: decided by `contains`, which is memchr
-    // (a byte loop or `str::find` cost a tenth of a session's message
-    // handling); the position only for the error.
+    // On bytes, by memchr (`contains`): a byte loop was a fifth of the
+    // samples in the server's message handling in a profile. Nearly every
+    // text has no NUL; only then is its position looked for.
     if !text.as_bytes().contains(&0) {
         return Ok(());
     }
-    match text.bytes().position(|b| b == 0) {
-        Some(at) => Err(TextError::NulByte { at }),
-        None => Ok(()),
-    }
+    let at = text.bytes().position(|b| b == 0).unwrap_or_default();
+    Err(TextError::NulByte { at })
 }
 
 /// Turns any string into a valid name, for defaults such as the login name.

@@ -331,7 +331,7 @@ impl ReplyTimes {
 /// and chat; its count is the replies sent). One shard per thread slot holds
 /// all of them, so that a message touches one or two of its thread's cache
 /// lines rather than one per figure (with threads moving between cores, each
-/// line was a miss: the counters were a tenth of a session's own CPU). Reads
+/// line can be a cache miss on the per-message path). Reads
 /// add the shards up; the sums are exact, only not a snapshot taken at one
 /// instant, as separate atomics never were either.
 #[derive(Debug)]
