@@ -61,10 +61,22 @@ fn log_response_times_are_the_reply_histogram() {
         }
     });
     let total = (CLIENTS * N) as u64;
-    let h = ts.server().counters().traffic.reply_times();
+    // A client can read its last reply before the server thread has counted
+    // and logged it (both follow the write): wait for the server's side.
+    let traffic = &ts.server().counters().traffic;
+    wait_until("every reply counted", || traffic.replies_sent() == total);
+    let h = traffic.reply_times();
     assert_eq!(h.count, total);
-    assert_eq!(ts.server().counters().traffic.replies_sent(), total);
-    let lines = ts.log_lines();
+    let sent = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.starts_with("Message Sent: ") && l.contains(" - server -> "))
+            .count() as u64
+    };
+    let lines = crate::util::wait_for("every reply logged", || {
+        let lines = ts.log_lines();
+        (sent(&lines) == total).then_some(lines)
+    });
     let events: Vec<_> = lines
         .iter()
         .map(|l| eventlog::parse_line(l).expect("parses"))
