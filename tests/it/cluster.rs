@@ -455,11 +455,12 @@ fn unreachable_nats_at_start_leaves_a_working_single_node() {
     recv_within(&mut alice, WAIT, |m| {
         matches!(m, ServerMsg::Reply { id: 1, .. })
     });
-    assert!(
+    // The writer batches lines for a few milliseconds: wait for it.
+    crate::util::wait_until("for the unreachable note in the log", || {
         file_lines(&log)
             .iter()
             .any(|l| l.contains("Cluster") && l.contains("NATS unreachable"))
-    );
+    });
 }
 
 #[test]
