@@ -6,7 +6,8 @@
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::tls::stream::ServerStream;
 
@@ -91,6 +92,12 @@ pub(crate) struct Conn {
     pub(crate) write_lock: Mutex<()>,
     /// Why the server closed this connection, if it did.
     close_reason: Mutex<Option<DisconnectReason>>,
+    /// When the connection was accepted: the origin of `last_input_ms`.
+    born: Instant,
+    /// When its reader last read a byte, in ms since `born`: for the idle
+    /// sweep (`server::idle`). Written only by the reader, next to the write
+    /// lock its replies take anyway, so that a read costs a plain store.
+    last_input_ms: AtomicU64,
 }
 
 impl Conn {
@@ -101,7 +108,36 @@ impl Conn {
             stream,
             write_lock: Mutex::new(()),
             close_reason: Mutex::new(None),
+            born: Instant::now(),
+            last_input_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Notes that the reader read something at `at`.
+    pub(crate) fn heard_at(&self, at: Instant) {
+        let ms = at.saturating_duration_since(self.born).as_millis() as u64;
+        self.last_input_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long the connection has been silent at `now` (since its accept
+    /// when it never spoke), to the millisecond.
+    pub(crate) fn quiet_for(&self, now: Instant) -> Duration {
+        let last = self.born + Duration::from_millis(self.last_input_ms.load(Ordering::Relaxed));
+        now.saturating_duration_since(last)
+    }
+
+    /// Ends the connection's reading for `reason` (first reason wins) and
+    /// wakes its reader, which sees the reason and says goodbye itself: the
+    /// caller never writes to the socket, so it never waits on the peer.
+    pub(crate) fn expire(&self, reason: DisconnectReason) {
+        {
+            let mut r = self.close_reason.lock().unwrap_or_else(|p| p.into_inner());
+            if r.is_some() {
+                return;
+            }
+            *r = Some(reason);
+        }
+        let _ = self.stream.shutdown(Shutdown::Read);
     }
 
     pub(crate) fn write_line(&self, line: &[u8]) -> io::Result<()> {

@@ -28,6 +28,8 @@
 //!   client that cannot keep up fills its outbox and is disconnected; the
 //!   relaying thread never blocks on anyone else's socket.
 //! - `chatmon-stats`: periodic `Stats` events.
+//! - `chatmon-idle`: closes connections silent past the idle timeout
+//!   (`idle`), so that sessions block in `read` without a kernel timer.
 //!
 //! Every one of them observes one [`Shutdown`]; session and writer threads
 //! hold a guard of it, so that [`Server::shutdown`] waits until they are gone.
@@ -41,6 +43,7 @@
 mod cluster;
 mod conn;
 mod hub;
+mod idle;
 mod limits;
 mod listen;
 mod outbox;
@@ -249,6 +252,8 @@ pub struct Server {
     shared: Arc<Shared>,
     accept: Option<thread::JoinHandle<()>>,
     stats: Option<thread::JoinHandle<()>>,
+    /// Enforces the idle timeout, when there is one.
+    idle: Option<thread::JoinHandle<()>>,
     /// Delivers other nodes' events, when in a cluster.
     cluster: Option<thread::JoinHandle<()>>,
 }
@@ -337,14 +342,34 @@ impl Server {
             }
             _ => None,
         };
+        let idle = match shared.config.idle_timeout.filter(|d| !d.is_zero()) {
+            Some(idle) => {
+                let s = shared.clone();
+                let spawned = thread::Builder::new()
+                    .name("chatmon-idle".into())
+                    .spawn(move || idle::idle_loop(s, idle));
+                match spawned {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        shared.shutdown.trigger();
+                        let _ = accept.join();
+                        if let Some(s) = stats {
+                            let _ = s.join();
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
         let delivery = match shared.cluster.as_ref().and_then(|b| b.take_events()) {
             Some(events) => match cluster::spawn_delivery(shared.clone(), events) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     shared.shutdown.trigger();
                     let _ = accept.join();
-                    if let Some(s) = stats {
-                        let _ = s.join();
+                    for t in [stats, idle].into_iter().flatten() {
+                        let _ = t.join();
                     }
                     if let Some(b) = &shared.cluster {
                         b.stop();
@@ -358,6 +383,7 @@ impl Server {
             shared,
             accept: Some(accept),
             stats,
+            idle,
             cluster: delivery,
         })
     }
@@ -454,8 +480,8 @@ impl Server {
             c.close(DisconnectReason::ServerStopping);
         }
         sh.shutdown.wait_idle(FORCED_CLOSE_WAIT);
-        if let Some(s) = self.stats.take() {
-            let _ = s.join();
+        for t in [self.stats.take(), self.idle.take()].into_iter().flatten() {
+            let _ = t.join();
         }
         let c = &sh.counters;
         sh.log.record(

@@ -739,3 +739,41 @@ fn client_reconnects_after_a_restart_and_never_loses_a_message_silently() {
         );
     }
 }
+
+#[test]
+fn a_talking_client_is_kept_and_closed_once_it_falls_silent() {
+    // The idle timeout is enforced by the server's sweep, not by a timer on
+    // each read: a client that keeps talking past several timeouts stays,
+    // and the same client falling silent is told why and closed, about one
+    // timeout after its last line.
+    const IDLE: Duration = Duration::from_millis(300);
+    let ts = TestServer::with(|c| c.idle_timeout = Some(IDLE));
+    let mut talker = Plain::new(ts.addr);
+    let start = Instant::now();
+    for i in 0..12 {
+        talker.send(format!("still here {i}\n").as_bytes());
+        assert_eq!(talker.line(), format!("Server received: still here {i}"));
+        std::thread::sleep(IDLE / 3);
+    }
+    assert!(
+        start.elapsed() > IDLE * 3,
+        "the talk did not outlast the timeout"
+    );
+    let quiet_from = Instant::now();
+    assert_eq!(talker.line(), "Error: idle for 300ms, closing");
+    let quiet = quiet_from.elapsed();
+    // Not before the timeout (less the last sleep, which was silence too),
+    // and well within the read's own bound.
+    assert!(
+        quiet + IDLE / 3 >= IDLE,
+        "closed after only {quiet:?} of silence"
+    );
+    assert_eq!(drain(&mut talker), "");
+    let server = ts.server();
+    wait_until("for the session to end", || server.active_clients() == 0);
+    wait_until("for the disconnection in the log", || {
+        ts.log_lines()
+            .iter()
+            .any(|l| l.starts_with("Disconnection: ") && l.contains("(idle for 300ms)"))
+    });
+}

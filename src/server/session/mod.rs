@@ -97,11 +97,11 @@ impl Session {
         let mut clock = LineClock::new(self.sh.line_deadline(), last_input);
         // The socket's receive timeout as last set. Blocking reads with
         // SO_RCVTIMEO instead of poll-then-read save a syscall per message;
-        // the timeout changes only when the session's state does.
+        // the timeout changes only when the session's state does. Between
+        // lines none is set: the idle timeout is the idle sweep's
+        // (`server::idle`), as a timer armed by every read cost the kernel
+        // more than the rest of the read.
         let mut armed: Option<Duration> = None;
-        // Set after an idle timeout fired early (input came meanwhile): the
-        // timeout then holds the rest of the idle time, not all of it.
-        let mut armed_rest = false;
         loop {
             // The seed's no-newline messages exist only in plain mode; a chat
             // line split across TCP segments must wait for its newline.
@@ -109,13 +109,7 @@ impl Session {
                 framer.pending() > 0 && !framer.is_discarding() && self.flushes_partial(&framer);
             // An overlong line whose bytes stopped coming: warn about it.
             let long_pause = framer.is_discarding() && !self.warned_long;
-            let want = if waiting_partial || long_pause {
-                Some(self.sh.config.partial_line_delay)
-            } else if armed_rest {
-                armed
-            } else {
-                self.sh.config.idle_timeout
-            };
+            let want = (waiting_partial || long_pause).then_some(self.sh.config.partial_line_delay);
             // Whatever the session waits for, the read ends by the line's
             // deadline (issue 11).
             let want = clock.cap(want, armed, Instant::now);
@@ -128,7 +122,11 @@ impl Session {
                 }
                 armed = want;
             }
-            let n = match self.conn.stream.read(&mut buf) {
+            let read = self.conn.stream.read(&mut buf);
+            if matches!(read, Ok(0) | Err(_)) && self.expired_idle() {
+                return;
+            }
+            let n = match read {
                 Ok(0) => {
                     // EOF. A half-closed peer may still wait for the reply to
                     // its last unterminated message (`send` then `shutdown(WR)`);
@@ -163,21 +161,6 @@ impl Session {
                     if long_pause && !self.warn_long(&framer) {
                         return;
                     }
-                    if let Some(idle) = self.sh.config.idle_timeout {
-                        let quiet = last_input.elapsed();
-                        if quiet >= idle {
-                            let reason = DisconnectReason::Idle(idle);
-                            self.send_error(&format!("{reason}, closing"));
-                            self.conn.close(reason);
-                            return;
-                        }
-                        armed_rest = true;
-                        let rest = Some(idle - quiet);
-                        let t = rest.map(|d| d.max(MIN_READ_TIMEOUT));
-                        if self.conn.stream.socket().set_read_timeout(t).is_ok() {
-                            armed = rest;
-                        }
-                    }
                     continue;
                 }
                 Err(e) => {
@@ -185,8 +168,8 @@ impl Session {
                     return;
                 }
             };
-            armed_rest = false;
             last_input = Instant::now();
+            self.conn.heard_at(last_input);
             self.sh.counters.traffic.read(n as u64);
             framer.push(&buf[..n], &mut frames);
             if clock.after_read(&buf[..n], !frames.is_empty(), last_input)
@@ -221,6 +204,18 @@ impl Session {
                 return;
             }
         }
+    }
+
+    /// Whether the idle sweep ended this session's reading (the read that
+    /// just returned saw the end or an error because of it); if so, tells
+    /// the client why and closes.
+    fn expired_idle(&self) -> bool {
+        let Some(reason @ DisconnectReason::Idle(_)) = self.conn.reason() else {
+            return false;
+        };
+        self.send_error(&format!("{reason}, closing"));
+        self.conn.close(reason);
+        true
     }
 
     /// Whether an unterminated line counts as a message after a pause: in
