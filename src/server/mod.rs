@@ -323,69 +323,67 @@ impl Server {
         let accept = thread::Builder::new()
             .name("chatmon-accept".into())
             .spawn(move || listen::accept_loop(s, listener))?;
-        let stats = match shared.config.stats_interval {
-            Some(every) if !every.is_zero() => {
-                let s = shared.clone();
-                let spawned = thread::Builder::new()
-                    .name("chatmon-stats".into())
-                    .spawn(move || stats::stats_loop(s, every));
-                match spawned {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        // Without this, the accept thread would run on
-                        // after the error is returned.
-                        shared.shutdown.trigger();
-                        let _ = accept.join();
-                        return Err(e);
-                    }
-                }
-            }
-            _ => None,
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            thread::Builder::new().name(name.into()).spawn(f)
         };
-        let idle = match shared.config.idle_timeout.filter(|d| !d.is_zero()) {
-            Some(idle) => {
+        let stats = shared
+            .config
+            .stats_interval
+            .filter(|d| !d.is_zero())
+            .map(|every| {
                 let s = shared.clone();
-                let spawned = thread::Builder::new()
-                    .name("chatmon-idle".into())
-                    .spawn(move || idle::idle_loop(s, idle));
-                match spawned {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        shared.shutdown.trigger();
-                        let _ = accept.join();
-                        if let Some(s) = stats {
-                            let _ = s.join();
+                spawn(
+                    "chatmon-stats",
+                    Box::new(move || stats::stats_loop(s, every)),
+                )
+            })
+            .transpose();
+        let idle = shared
+            .config
+            .idle_timeout
+            .filter(|d| !d.is_zero())
+            .map(|idle| {
+                let s = shared.clone();
+                spawn("chatmon-idle", Box::new(move || idle::idle_loop(s, idle)))
+            })
+            .transpose();
+        let delivery = shared
+            .cluster
+            .as_ref()
+            .and_then(|b| b.take_events())
+            .map(|events| cluster::spawn_delivery(shared.clone(), events))
+            .transpose();
+        match (stats, idle, delivery) {
+            (Ok(stats), Ok(idle), Ok(cluster)) => Ok(Server {
+                shared,
+                accept: Some(accept),
+                stats,
+                idle,
+                cluster,
+            }),
+            (stats, idle, delivery) => {
+                // A thread that could not start stops those that did: they
+                // would run on after the error is returned.
+                shared.shutdown.trigger();
+                if let Some(b) = &shared.cluster {
+                    b.stop();
+                }
+                let mut error = None;
+                for started in [stats, idle, delivery] {
+                    match started {
+                        Ok(Some(t)) => {
+                            let _ = t.join();
                         }
-                        return Err(e);
+                        Ok(None) => {}
+                        Err(e) => {
+                            error.get_or_insert(e);
+                        }
                     }
                 }
+                let _ = accept.join();
+                Err(error.unwrap_or_else(|| io::Error::other("a server thread did not start")))
             }
-            None => None,
-        };
-        let delivery = match shared.cluster.as_ref().and_then(|b| b.take_events()) {
-            Some(events) => match cluster::spawn_delivery(shared.clone(), events) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    shared.shutdown.trigger();
-                    let _ = accept.join();
-                    for t in [stats, idle].into_iter().flatten() {
-                        let _ = t.join();
-                    }
-                    if let Some(b) = &shared.cluster {
-                        b.stop();
-                    }
-                    return Err(e);
-                }
-            },
-            None => None,
-        };
-        Ok(Server {
-            shared,
-            accept: Some(accept),
-            stats,
-            idle,
-            cluster: delivery,
-        })
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
