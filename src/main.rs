@@ -81,6 +81,11 @@ struct ServeArgs {
     /// Period of `Stats` events in the log (0 = off).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     stats_interval: Duration,
+    /// Scheduler slice of the threads that answer clients (Linux 6.12+):
+    /// short, so a woken session preempts a busy neighbour instead of
+    /// waiting out its slice. 100us to 100ms, or 0 for the kernel's default.
+    #[arg(long, value_name = "DUR", default_value = "500us", value_parser = parse_sched_slice)]
+    sched_slice: Duration,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9478).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
@@ -223,6 +228,19 @@ fn chat(a: ChatArgs) -> Result<()> {
     })
 }
 
+/// `--sched-slice`: zero, or within the range the kernel takes (it would
+/// clamp anything else without a word).
+fn parse_sched_slice(v: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(v).map_err(|e| e.to_string())?;
+    if d.is_zero() || (sys::SCHED_SLICE_MIN..=sys::SCHED_SLICE_MAX).contains(&d) {
+        Ok(d)
+    } else {
+        Err(format!(
+            "{v} is outside the kernel's range: give 0 (the default slice) or 100us to 100ms"
+        ))
+    }
+}
+
 fn serve(a: ServeArgs) -> Result<()> {
     let nofile = sys::raise_nofile_limit().unwrap_or(0);
     if let Some(w) = server::exposure_warning(a.bind, a.token.as_deref()) {
@@ -241,6 +259,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         max_per_ip_loopback: a.max_per_ip_loopback,
         token: a.token,
         stats_interval: nz(a.stats_interval),
+        sched_slice: nz(a.sched_slice),
         tls: tls.clone(),
         cluster: (!a.cluster.is_empty()).then(|| {
             let mut c =

@@ -260,6 +260,7 @@ mod tests {
             cluster: None,
             started: Instant::now(),
             local_addr: "127.0.0.1:1".parse().expect("addr"),
+            slice: super::super::slice::Slice::new(None, false),
         })
     }
 

@@ -54,6 +54,8 @@ impl Accept for ChatListener {
 /// The `chatmon-accept` thread.
 pub(super) fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
     let shutdown = sh.shutdown.clone();
+    // A new connection waits on this thread too.
+    sh.slice.apply();
     accept::run(&listener, &shutdown, &mut ChatListener(sh));
 }
 
@@ -147,6 +149,7 @@ fn admit(sh: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                 _addr_slot: addr_slot,
                 _tracked: tracked,
             };
+            s.slice.apply();
             Session::new(s, c).run();
         });
     if let Err(e) = spawned {

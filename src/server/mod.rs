@@ -48,6 +48,7 @@ mod limits;
 mod listen;
 mod outbox;
 mod session;
+mod slice;
 mod stats;
 
 use std::collections::HashMap;
@@ -141,6 +142,9 @@ pub struct ServerConfig {
     /// (`serve --cluster`); `None`: a single server, nothing of NATS runs.
     /// An empty node name is filled in with this host's name and port.
     pub cluster: Option<ClusterConfig>,
+    /// Scheduler slice of the threads that answer clients (`None` or zero:
+    /// the kernel's default). See `serve --sched-slice`.
+    pub sched_slice: Option<Duration>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -166,6 +170,7 @@ impl std::fmt::Debug for ServerConfig {
             )
             .field("tls_handshake_timeout", &self.tls_handshake_timeout)
             .field("cluster", &self.cluster)
+            .field("sched_slice", &self.sched_slice)
             .finish()
     }
 }
@@ -189,6 +194,9 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PARTIAL_LINE_DELAY: Duration = Duration::from_millis(20);
 /// Default deadline of a TLS handshake.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default scheduler slice of the client threads (`serve --sched-slice`):
+/// a third of the default slice on two cores; see `slice.rs`.
+pub const DEFAULT_SCHED_SLICE: Duration = Duration::from_micros(500);
 /// Default period of `Stats` events (`serve --stats-interval`).
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -212,6 +220,7 @@ impl Default for ServerConfig {
             tls: None,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             cluster: None,
+            sched_slice: Some(DEFAULT_SCHED_SLICE),
         }
     }
 }
@@ -244,6 +253,8 @@ struct Shared {
     /// The bridge to the other nodes (`--cluster`); the hub hands it local
     /// room events and never waits on it.
     cluster: Option<Bridge>,
+    /// The client threads' scheduler slice.
+    slice: slice::Slice,
 }
 
 /// A running server. Dropping it stops it with a short grace period; call
@@ -289,6 +300,7 @@ impl Server {
         // subscriber, a line costs the tap one relaxed load.
         let (h, c) = (hub.clone(), counters.clone());
         let tap: eventlog::Tap = Arc::new(move |line: &str| h.broadcast_event(line, &c));
+        let slice = slice::Slice::new(config.sched_slice, !config.embedded);
         let shared = Arc::new(Shared {
             log: log.with_tap(tap),
             config,
@@ -303,6 +315,7 @@ impl Server {
             started: Instant::now(),
             local_addr,
             cluster: bridge,
+            slice,
         });
         let token_required = shared.config.token.is_some();
         shared.log.record(

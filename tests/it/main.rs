@@ -41,6 +41,9 @@ mod reliability;
 mod report;
 /// Threads and descriptors return to their baseline after storms.
 mod resources;
+/// `serve --sched-slice`: the client threads' scheduler slice, read back
+/// from the kernel.
+mod scheduling;
 /// Loopback by default, tokens, names nobody can abuse.
 mod security;
 /// The plain (seed-compatible) protocol and the server's life cycle.

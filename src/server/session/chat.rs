@@ -116,6 +116,7 @@ impl Session {
             .stack_size(WRITER_STACK)
             .spawn(move || {
                 let _tracked = tracked;
+                sh.slice.apply();
                 writer_loop(sh, c, ob);
             });
         if let Err(e) = spawned {
