@@ -7,46 +7,39 @@ use std::time::Duration;
 use crate::util::process::ServeCmd;
 use crate::util::{Chat, Plain, wait_for};
 
-/// The slice (`sched_runtime`) the kernel reports for thread `tid`: its
-/// `se.slice` on Linux 6.12 and later, 0 before.
-fn slice_of(tid: libc::pid_t) -> Option<u64> {
+/// Offset of `sched_runtime` in the kernel's 48-byte `struct sched_attr`.
+const RUNTIME: std::ops::Range<usize> = 24..32;
+
+/// Thread `tid`'s `struct sched_attr`, as bytes.
+fn attr_of(tid: libc::pid_t) -> Option<[u8; 48]> {
     let mut a = [0u8; 48];
     // SAFETY: the kernel writes at most 48 bytes into `a`.
     let r = unsafe { libc::syscall(libc::SYS_sched_getattr, tid, a.as_mut_ptr(), 48u32, 0) };
-    (r == 0).then(|| u64::from_ne_bytes(a[24..32].try_into().expect("8 bytes")))
+    (r == 0).then_some(a)
+}
+
+/// The slice (`sched_runtime`) the kernel reports for thread `tid`: its
+/// `se.slice` on Linux 6.12 and later, 0 before.
+fn slice_of(tid: libc::pid_t) -> Option<u64> {
+    let a = attr_of(tid)?;
+    Some(u64::from_ne_bytes(a[RUNTIME].try_into().expect("8 bytes")))
 }
 
 /// Whether this kernel lets a normal thread choose its slice: asked on a
-/// thread of the test's own.
+/// thread of the test's own, through the kernel's struct as bytes (not the
+/// crate's code under test).
 fn kernel_takes_slices() -> bool {
     std::thread::spawn(|| {
-        #[repr(C)]
-        struct Attr {
-            size: u32,
-            policy: u32,
-            flags: u64,
-            nice: i32,
-            priority: u32,
-            runtime: u64,
-            deadline: u64,
-            period: u64,
-        }
-        // SAFETY: nice only changes the calling thread's priority.
-        let nice = unsafe { libc::nice(0) };
-        let a = Attr {
-            size: 48,
-            policy: libc::SCHED_OTHER as u32,
-            flags: 0,
-            nice,
-            priority: 0,
-            runtime: 300_000,
-            deadline: 0,
-            period: 0,
-        };
-        // SAFETY: the kernel reads 48 bytes of `a`; pid 0 is this thread.
-        let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const Attr, 0) };
         // SAFETY: gettid has no arguments.
-        r == 0 && slice_of(unsafe { libc::gettid() }) == Some(300_000)
+        let me = unsafe { libc::gettid() };
+        let Some(mut a) = attr_of(me) else {
+            return false;
+        };
+        a[RUNTIME].copy_from_slice(&300_000u64.to_ne_bytes());
+        // SAFETY: the kernel reads the 48 bytes its `size` field (read back
+        // as 48) gives; pid 0 is this thread.
+        let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, a.as_ptr(), 0) };
+        r == 0 && slice_of(me) == Some(300_000)
     })
     .join()
     .expect("probe thread")
