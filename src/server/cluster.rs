@@ -86,6 +86,9 @@ pub(super) fn spawn_delivery(
         .name("chatmon-cluster".into())
         .stack_size(CLUSTER_STACK)
         .spawn(move || {
+            // It writes other nodes' messages and presence to local clients:
+            // as latency-bound as a session, and must not fall behind them.
+            sh.slice.apply();
             while let Some(ev) = events.recv() {
                 sh.deliver(ev);
             }
