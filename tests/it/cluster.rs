@@ -97,12 +97,21 @@ fn relay_in_order_without_echo_and_presence_across_three_nodes() {
         }
     );
     let mut carol = Chat::join(c.addr(), "carol");
+    // Presence travels on its own: bob hearing of alice on b says nothing
+    // of c. carol learns the room from her welcome, and anyone c had not
+    // heard of yet by then from a join right after it.
     let mut users = carol.users.clone();
+    while users.len() < 3 {
+        match recv_within(&mut carol, WAIT, |m| matches!(m, ServerMsg::Join { .. })) {
+            ServerMsg::Join { name, .. } => users.push(name),
+            _ => unreachable!(),
+        }
+    }
     users.sort();
     assert_eq!(
         users,
         vec!["alice", "bob", "carol"],
-        "carol's welcome lists the cluster"
+        "carol learns the whole cluster's room"
     );
     recv_within(
         &mut alice,
