@@ -10,16 +10,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::eventlog::{self, EventKind, EventLog, LogMessage, OneWayDelay};
+use crate::eventlog::{self, EventKind, EventLog, LogMessage};
 use crate::protocol::{self, ClientMsg, Frame, LineFramer, PROTOCOL_VERSION, ServerMsg};
-use crate::timing::{self, Offset, RelayTiming};
+use crate::timing;
 use crate::tls::client::{ClientStream, ClientWriter, TlsConnectError};
 
+mod incoming;
+mod latency;
 mod plain;
 
 pub use self::plain::PLAIN_SERVER;
 
-use super::clock::{ClockState, RelayStamps};
+use super::clock::ClockState;
 use super::probe::Prober;
 use super::rtt::RttTracker;
 use super::{ClientConfig, ClientEvent, Command, DisconnectKind};
@@ -525,237 +527,6 @@ impl Task {
         );
         self.emit(ClientEvent::Sent { id });
         Ok(())
-    }
-
-    /// Writes one probe; every [`super::probe::LOG_EVERY`] logs the figures
-    /// of the probes before it.
-    async fn send_probe(&mut self, wr: &mut ClientWriter) -> Result<(), ConnError> {
-        let Some(p) = self.probes.as_mut() else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        let due = p.due_log(now);
-        let id = p.sent(now, timing::wall_micros());
-        if let Some(f) = due {
-            self.log.record(
-                EventKind::Probe,
-                &LogMessage::ClientProbes {
-                    name: &self.name,
-                    server: self.peer(),
-                    count: f.count,
-                    lost: f.lost,
-                    p50: f.p50,
-                    p99: f.p99,
-                    jitter: f.jitter.unwrap_or_default(),
-                },
-            );
-        }
-        write_msg(wr, &ClientMsg::Probe { id }).await
-    }
-
-    /// Whether a server error is an older server's refusal of our probe.
-    fn refuses_probes(&self, message: &str) -> bool {
-        !self.probes_refused && self.probes.is_some() && message.contains(PROBE_REFUSED)
-    }
-
-    fn expire_probes(&mut self, now: Instant) {
-        let lost = self.probes.as_mut().map(|p| p.expire(now));
-        for id in lost.into_iter().flatten() {
-            self.emit(ClientEvent::ProbeLost { id });
-        }
-    }
-
-    fn probes_lost_with_connection(&mut self) {
-        let lost = self.probes.as_mut().map(|p| p.drain(Instant::now()));
-        for id in lost.into_iter().flatten() {
-            self.emit(ClientEvent::ProbeLost { id });
-        }
-    }
-
-    /// Writes a keepalive ping that is also a clock probe.
-    async fn ping(&mut self, wr: &mut ClientWriter) -> Result<(), ConnError> {
-        let id = self.clock.probe(Instant::now(), timing::wall_micros());
-        write_msg(wr, &ClientMsg::Ping { id }).await
-    }
-
-    /// Tells the UI the offset after a round trip that fed the filter.
-    fn clock_changed(&self, now: Instant) -> Option<Offset> {
-        let o = self.clock.estimate(now)?;
-        self.emit(ClientEvent::Clock(o));
-        Some(o)
-    }
-
-    /// Handles a line read at `now` (monotonic) and `wall` (µs since the
-    /// Unix epoch: t4 for a reply).
-    fn on_message(&mut self, msg: ServerMsg, now: Instant, wall: i64) -> Option<SessionEnd> {
-        match msg {
-            ServerMsg::ProbeReply {
-                id,
-                read_us,
-                write_us,
-            } => {
-                if let Some((rtt, t1)) = self.probes.as_mut().and_then(|p| p.replied(id, now)) {
-                    self.emit(ClientEvent::Probe { id, rtt });
-                    // A stamped probe is a clock sample too: once a second,
-                    // the offset stays fresh without anyone typing.
-                    if let (Some(t2), Some(t3)) = (read_us, write_us) {
-                        self.clock.round_trip(rtt, t1, (t2, t3), wall, now);
-                        self.clock_changed(now);
-                    }
-                }
-            }
-            ServerMsg::Reply {
-                id,
-                text,
-                read_us,
-                write_us,
-            } => {
-                let Some((rtt, t1)) = self.rtt.replied(id, now) else {
-                    // A reply to something we no longer track (already given
-                    // up on after a reconnect): nothing to measure.
-                    return None;
-                };
-                let split = match (read_us, write_us) {
-                    (Some(t2), Some(t3)) => {
-                        Some(self.clock.round_trip(rtt, t1, (t2, t3), wall, now))
-                    }
-                    _ => None,
-                };
-                let offset = split.and_then(|_| self.clock_changed(now));
-                self.log.record(
-                    EventKind::MessageReceived,
-                    &LogMessage::ClientReply {
-                        name: &self.name,
-                        server: self.peer(),
-                        id,
-                        rtt,
-                        server_time: split.map(|s| Duration::from_micros(s.server_us)),
-                        net: split.map(|s| Duration::from_micros(s.network_us)),
-                        offset: offset.map(|o| OneWayDelay {
-                            delay: chrono::TimeDelta::microseconds(o.offset_us),
-                            bound: Duration::from_micros(o.bound_us),
-                        }),
-                        text: &text,
-                    },
-                );
-                self.emit(ClientEvent::Reply {
-                    id,
-                    text,
-                    rtt,
-                    split,
-                });
-            }
-            ServerMsg::Pong {
-                id,
-                read_us,
-                write_us,
-            } => {
-                if self
-                    .clock
-                    .pong(id, (read_us, write_us), wall, now)
-                    .is_some()
-                {
-                    self.clock_changed(now);
-                }
-            }
-            ServerMsg::Chat {
-                from,
-                text,
-                ts,
-                read_us,
-                sent_us,
-                offset_us,
-                bound_us,
-            } => {
-                let timing = self.clock.relay(
-                    now,
-                    wall,
-                    RelayStamps {
-                        read_us,
-                        sent_us,
-                        offset_us,
-                        bound_us,
-                    },
-                );
-                // The log's delay= is the whole one-way trip only.
-                let delay = match timing {
-                    Some(RelayTiming::OneWay(d)) => Some(OneWayDelay {
-                        delay: chrono::TimeDelta::microseconds(d.delay_us),
-                        bound: Duration::from_micros(d.bound_us),
-                    }),
-                    _ => None,
-                };
-                self.log.record(
-                    EventKind::MessageReceived,
-                    &LogMessage::ClientRelay {
-                        name: &self.name,
-                        from: &from,
-                        server: self.peer(),
-                        delay,
-                        text: &text,
-                    },
-                );
-                self.emit(ClientEvent::Chat {
-                    from,
-                    text,
-                    ts,
-                    timing,
-                });
-            }
-            ServerMsg::Join { name, users } => self.emit(ClientEvent::Join { name, users }),
-            ServerMsg::Leave {
-                name,
-                users,
-                reason,
-            } => self.emit(ClientEvent::Leave {
-                name,
-                users,
-                reason,
-            }),
-            ServerMsg::Nick { old, new } => {
-                if old == self.name {
-                    self.name = new.clone();
-                }
-                self.emit(ClientEvent::Nick { old, new });
-            }
-            ServerMsg::Error { message } if self.refuses_probes(&message) => {
-                self.probes_refused = true;
-                if let Some(p) = self.probes.as_mut() {
-                    p.forget();
-                }
-                self.error("the server does not answer latency probes (a chatmon from before them?): no probes until the next connection");
-            }
-            ServerMsg::Error { message } => {
-                self.log.record(
-                    EventKind::Error,
-                    &LogMessage::ClientServerError {
-                        name: &self.name,
-                        server: self.peer(),
-                        message: &message,
-                    },
-                );
-                self.emit(ClientEvent::ServerError(message));
-            }
-            ServerMsg::Shutdown { message } => {
-                return Some(self.lost(ConnError::Stopping(message)));
-            }
-            ServerMsg::Event { line } => self.emit(ClientEvent::ServerEvent(line)),
-            ServerMsg::Dropped { count } => self.emit(ClientEvent::EventsDropped(count)),
-            ServerMsg::Stats {
-                clients,
-                names,
-                msgs_per_sec,
-                uptime_secs,
-            } => self.emit(ClientEvent::ServerStats {
-                clients,
-                names,
-                msgs_per_sec,
-                uptime_secs,
-            }),
-            ServerMsg::Cluster { up, node } => self.emit(ClientEvent::ClusterLink { up, node }),
-            ServerMsg::Welcome { .. } => {}
-        }
-        None
     }
 }
 
