@@ -9,9 +9,9 @@ use crate::eventlog::{EventKind, LogMessage, OneWayDelay};
 use crate::protocol::ServerMsg;
 use crate::timing::RelayTiming;
 
-use super::super::ClientEvent;
-use super::super::clock::RelayStamps;
 use super::{ConnError, SessionEnd, Task};
+use crate::client::ClientEvent;
+use crate::client::clock::RelayStamps;
 
 impl Task {
     /// Handles a line read at `now` (monotonic) and `wall` (µs since the

@@ -9,11 +9,11 @@ use crate::protocol::ClientMsg;
 use crate::timing::{self, Offset};
 use crate::tls::client::ClientWriter;
 
-use super::super::ClientEvent;
 use super::{ConnError, PROBE_REFUSED, Task, write_msg};
+use crate::client::ClientEvent;
 
 impl Task {
-    /// Writes one probe; every [`super::probe::LOG_EVERY`] logs the figures
+    /// Writes one probe; every [`crate::client::probe::LOG_EVERY`] logs the figures
     /// of the probes before it.
     pub(super) async fn send_probe(&mut self, wr: &mut ClientWriter) -> Result<(), ConnError> {
         let Some(p) = self.probes.as_mut() else {
