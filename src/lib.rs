@@ -33,7 +33,7 @@
 //!   hub reaches it only through `Bridge`.
 //! - [`latency`]: latency figures from HDR histograms, shared by bench and
 //!   report, and the live windows of the chat client (`latency/live.rs`).
-//! - [`bench`]: the load generator behind `chatmon bench`: tokio clients,
+//! - [`bench`](mod@bench): the load generator behind `chatmon bench`: tokio clients,
 //!   closed or open loop, HDR latency histograms, table/JSON/CSV/SVG output.
 //!   `→ protocol, server, latency, sys, tls`.
 //! - [`report`]: `chatmon report`: latency, throughput, connections and

@@ -470,7 +470,7 @@ impl Presence {
     }
 
     /// A roster request went unanswered (timeout, no responder): ask again
-    /// after [`ROSTER_RETRY`].
+    /// after `ROSTER_RETRY`.
     pub fn roster_failed(&mut self, node: &str) {
         if let Some(r) = self.remote.get_mut(node) {
             r.need_roster = true;

@@ -48,7 +48,7 @@ fn unix_nanos(t: SystemTime) -> u64 {
 ///
 /// The two clocks differ by an amount that changes only when the wall clock
 /// is set (a step): NTP's slewing speeds or slows both alike. The wall clock
-/// is read again when the pairing is [`PAIRING_LIFE`] old, so a step shows
+/// is read again when the pairing is `PAIRING_LIFE` old, so a step shows
 /// in the stamps within that time.
 pub fn unix_nanos_at(at: Instant) -> u64 {
     let paired = PAIRING.try_with(Cell::get).ok().flatten();

@@ -6,7 +6,7 @@
 //!
 //! Output is the Prometheus text format 0.0.4 (what `promtool check metrics`
 //! reads), or OpenMetrics 1.0 when the scraper's `Accept` asks for it, as
-//! Prometheus itself does. The HTTP endpoint that serves it is in [`http`].
+//! Prometheus itself does. The HTTP endpoint that serves it is in `http`.
 //!
 //! [`Counters`]: crate::server::Counters
 

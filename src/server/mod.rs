@@ -1,7 +1,7 @@
 //! The chat/echo server: its settings, its start and its one stop. Each
 //! sub-concept has its own file:
 //!
-//! - [`listen`](self::listen): the accept thread's side: admitting (or
+//! - `listen`: the accept thread's side: admitting (or
 //!   refusing) a connection, spawning its session, and the guard that ends it.
 //! - `conn`: one connection's socket, whole-line writes, and why it closed.
 //! - `session/`: one client's reader thread: `mod` reads and frames, `auth`
@@ -31,7 +31,7 @@
 //! - `chatmon-idle`: closes connections silent past the idle timeout
 //!   (`idle`), so that sessions block in `read` without a kernel timer.
 //!
-//! Every one of them observes one [`Shutdown`]; session and writer threads
+//! Every one of them observes one `Shutdown`; session and writer threads
 //! hold a guard of it, so that [`Server::shutdown`] waits until they are gone.
 //! Each client costs one descriptor: the reader and writer share one
 //! `Arc<Conn>` around its socket (`&TcpStream` is both `Read` and `Write`),

@@ -1,5 +1,5 @@
 //! The terminal chat client: terminal setup and the event loop. State lives in
-//! [`app`], drawing in [`render`], the local-server policy in [`local`], the
+//! [`app`], drawing in [`render`], the local-server policy in `local`, the
 //! live panel's export file and reset marker in `live_io`; the socket and
 //! the log tail run as background tasks that send events over channels.
 

@@ -1,6 +1,6 @@
 //! The TUI's state, by pane (chat, log, input, figures, status), and where
 //! the client's events and ticks go. Keys, the mouse and `/commands` are
-//! routed in [`keys`]. Nothing here draws or does I/O: the run loop feeds
+//! routed in `keys`. Nothing here draws or does I/O: the run loop feeds
 //! events in and carries [`Action`]s out, and the render reads the panes.
 
 mod chat;

@@ -1,5 +1,5 @@
 //! Drawing: the layout of the screen and one file per panel, each a function
-//! from the [`App`]'s panes and a [`Theme`] to a part of the frame. Drawing
+//! from the [`App`]'s panes and a `Theme` to a part of the frame. Drawing
 //! reads the state and writes back only what only it can know: the rows the
 //! panes wrap to (scrolls are clamped to them) and the areas it laid out
 //! (for the mouse and paging).
