@@ -7,13 +7,47 @@ use std::time::{Duration, Instant};
 
 use crate::eventlog::{EventKind, LogMessage, OneWayDelay};
 use crate::protocol::ServerMsg;
-use crate::timing::RelayTiming;
+use crate::timing::{Offset, RelayTiming, Sample};
 
 use super::{ConnError, SessionEnd, Task};
 use crate::client::ClientEvent;
 use crate::client::clock::RelayStamps;
 
 impl Task {
+    /// Logs a reply's round trip (with the server's time, the network's and
+    /// the clock offset when the reply was stamped) and tells the UI.
+    pub(super) fn replied(
+        &self,
+        id: u64,
+        rtt: Duration,
+        split: Option<Sample>,
+        offset: Option<Offset>,
+        text: String,
+    ) {
+        self.log.record(
+            EventKind::MessageReceived,
+            &LogMessage::ClientReply {
+                name: &self.name,
+                server: self.peer(),
+                id,
+                rtt,
+                server_time: split.map(|s| Duration::from_micros(s.server_us)),
+                net: split.map(|s| Duration::from_micros(s.network_us)),
+                offset: offset.map(|o| OneWayDelay {
+                    delay: chrono::TimeDelta::microseconds(o.offset_us),
+                    bound: Duration::from_micros(o.bound_us),
+                }),
+                text: &text,
+            },
+        );
+        self.emit(ClientEvent::Reply {
+            id,
+            text,
+            rtt,
+            split,
+        });
+    }
+
     /// Handles a line read at `now` (monotonic) and `wall` (µs since the
     /// Unix epoch: t4 for a reply).
     pub(super) fn on_message(
@@ -56,28 +90,7 @@ impl Task {
                     _ => None,
                 };
                 let offset = split.and_then(|_| self.clock_changed(now));
-                self.log.record(
-                    EventKind::MessageReceived,
-                    &LogMessage::ClientReply {
-                        name: &self.name,
-                        server: self.peer(),
-                        id,
-                        rtt,
-                        server_time: split.map(|s| Duration::from_micros(s.server_us)),
-                        net: split.map(|s| Duration::from_micros(s.network_us)),
-                        offset: offset.map(|o| OneWayDelay {
-                            delay: chrono::TimeDelta::microseconds(o.offset_us),
-                            bound: Duration::from_micros(o.bound_us),
-                        }),
-                        text: &text,
-                    },
-                );
-                self.emit(ClientEvent::Reply {
-                    id,
-                    text,
-                    rtt,
-                    split,
-                });
+                self.replied(id, rtt, split, offset, text);
             }
             ServerMsg::Pong {
                 id,

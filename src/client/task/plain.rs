@@ -147,25 +147,7 @@ impl Task {
                 let Some((rtt, _)) = self.rtt.replied(id, now) else {
                     return;
                 };
-                self.log.record(
-                    EventKind::MessageReceived,
-                    &LogMessage::ClientReply {
-                        name: &self.name,
-                        server: self.peer(),
-                        id,
-                        rtt,
-                        server_time: None,
-                        net: None,
-                        offset: None,
-                        text: &text,
-                    },
-                );
-                self.emit(ClientEvent::Reply {
-                    id,
-                    text,
-                    rtt,
-                    split: None,
-                });
+                self.replied(id, rtt, None, None, text);
             }
             PlainReply::Other { id: Some(id), line } => {
                 texts.remove(&id);
