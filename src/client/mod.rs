@@ -6,9 +6,10 @@
 //! `mod` holds what the UI sees (settings, commands, events, the handle);
 //! `task` the connection task itself (`task/incoming.rs`: what the server
 //! sends; `task/latency.rs`: probes, pings and the clock offset's news;
-//! `task/plain.rs`: the fallback for seed-style servers); `rtt` the round-trip bookkeeping; `clock` the four
-//! timestamps' bookkeeping (offset filter, clock probes, relay delays); `probe`
-//! the latency probes' ids, timeouts and log interval.
+//! `task/plain.rs`: the fallback for seed-style servers); `rtt` the
+//! round-trip bookkeeping; `clock` the four timestamps' bookkeeping (offset
+//! filter, clock probes, relay delays); `probe` the latency probes' ids,
+//! timeouts and log interval.
 
 mod clock;
 mod probe;

@@ -4,7 +4,8 @@
 //!
 //! Times are local. The parser also takes the seed's `YYYY-MM-DD HH:MM:SS`
 //! without a fraction. The message is escaped on the way out and unescaped on
-//! the way in ([`super::escape`](mod@super::escape)); what it says is [`super::message`]'s business.
+//! the way in ([`super::escape`](mod@super::escape)); what it says is
+//! [`super::message`]'s business.
 
 use std::borrow::Cow;
 use std::fmt;

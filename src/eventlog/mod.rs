@@ -10,7 +10,8 @@
 //! - [`message`]: [`LogMessage`], the typed message part of every line
 //!   chatmon writes, with one writer (`write_to`, which `Display` uses) and
 //!   one parser side by side.
-//! - [`escape`](mod@escape): keeps a peer's text on one line and free of terminal escapes.
+//! - [`escape`](mod@escape): keeps a peer's text on one line and free of
+//!   terminal escapes.
 //! - [`clock`]: the local time the log records, cheaply, and the wall time of
 //!   a monotonic reading (a session stamps its lines from the one it takes).
 //! - [`writer`]: [`EventLog`], which hands lines to one writer thread so no

@@ -1,8 +1,8 @@
 //! The chat/echo server: its settings, its start and its one stop. Each
 //! sub-concept has its own file:
 //!
-//! - `listen`: the accept thread's side: admitting (or
-//!   refusing) a connection, spawning its session, and the guard that ends it.
+//! - `listen`: the accept thread's side: admitting (or refusing) a
+//!   connection, spawning its session, and the guard that ends it.
 //! - `conn`: one connection's socket, whole-line writes, and why it closed.
 //! - `session/`: one client's reader thread: `mod` reads and frames, `auth`
 //!   checks the token, `plain` answers the seed's protocol, `chat` speaks the
