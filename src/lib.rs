@@ -34,8 +34,8 @@
 //! - [`latency`]: latency figures from HDR histograms, shared by bench and
 //!   report, and the live windows of the chat client (`latency/live.rs`).
 //! - [`bench`](mod@bench): the load generator behind `chatmon bench`: tokio
-//!   clients, closed or open loop, HDR latency histograms, table/JSON/CSV/SVG output.
-//!   `→ protocol, server, latency, sys, tls`.
+//!   clients, closed or open loop, HDR latency histograms, table/JSON/CSV/SVG
+//!   output. `→ protocol, server, latency, sys, tls`.
 //! - [`report`]: `chatmon report`: latency, throughput, connections and
 //!   errors streamed out of an event log (chatmon's or the seed's).
 //!   `→ eventlog, protocol, latency, timing`.
