@@ -23,6 +23,8 @@
 #   --chatmon BIN    chatmon binary (default target/release/chatmon, built if missing)
 #   --reference BIN  reference server (default target/release/examples/reference_server)
 #   --raw FILE       also keep every run's figures, one line each (TSV)
+#   --serve-args A   extra arguments for `chatmon serve`, split on spaces
+#                    (e.g. "--sched-slice 0" to measure without the slice)
 #
 # Needs: bash, python3 (for the summary), ss (to wait for the listener).
 # Loopback only. Binds 127.0.0.1:29401 (reference) and :29402 (chatmon), below
@@ -36,6 +38,7 @@ SIZE=32
 CHATMON=
 REFERENCE=
 RAW=
+SERVE_ARGS=
 REF_ADDR=127.0.0.1:29401
 CM_ADDR=127.0.0.1:29402
 
@@ -55,7 +58,8 @@ while [ $# -gt 0 ]; do
         --chatmon) CHATMON=${2:?}; shift 2 ;;
         --reference) REFERENCE=${2:?}; shift 2 ;;
         --raw) RAW=${2:?}; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --serve-args) SERVE_ARGS=${2:?}; shift 2 ;;
+        -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (try --help)" ;;
     esac
 done
@@ -112,7 +116,8 @@ run_one() {
     else
         addr=$CM_ADDR
         rm -f "$WORK/chatmon.log"
-        "$CHATMON" serve --bind "$addr" --log "$WORK/chatmon.log" --max-clients 20000 >/dev/null 2>"$WORK/server.err" &
+        # shellcheck disable=SC2086
+        "$CHATMON" serve --bind "$addr" --log "$WORK/chatmon.log" --max-clients 20000 $SERVE_ARGS >/dev/null 2>"$WORK/server.err" &
     fi
     SERVER_PID=$!
     wait_listening "$addr"
@@ -141,7 +146,7 @@ print(kind, n, row["messages"], row["throughput"], row["latency"]["p99_us"],
 EOF
 }
 
-echo "compare.sh: $PAIRS alternating pairs (reference, chatmon) at $CLIENTS clients, $DURATION each, $SIZE-byte messages, $CORES cores" >&2
+echo "compare.sh: $PAIRS alternating pairs (reference, chatmon${SERVE_ARGS:+ serve $SERVE_ARGS}) at $CLIENTS clients, $DURATION each, $SIZE-byte messages, $CORES cores" >&2
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 IFS=, read -r -a COUNTS <<<"$CLIENTS"
