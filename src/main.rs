@@ -82,9 +82,11 @@ struct ServeArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     stats_interval: Duration,
     /// Scheduler slice of the threads that answer clients (Linux 6.12+):
-    /// short, so a woken session preempts a busy neighbour instead of
-    /// waiting out its slice. 100us to 100ms, or 0 for the kernel's default.
-    #[arg(long, value_name = "DUR", default_value = "500us", value_parser = parse_sched_slice)]
+    /// short (e.g. 500us), so a woken session preempts a busy neighbour
+    /// instead of waiting out its slice; less CPU per message under light
+    /// load, more under heavy load. 100us to 100ms, or 0 (the default) for
+    /// the kernel's own.
+    #[arg(long, value_name = "DUR", default_value = "0", value_parser = parse_sched_slice)]
     sched_slice: Duration,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9478).
     #[arg(long, value_name = "ADDR")]

@@ -194,9 +194,6 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PARTIAL_LINE_DELAY: Duration = Duration::from_millis(20);
 /// Default deadline of a TLS handshake.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default scheduler slice of the client threads (`serve --sched-slice`):
-/// a third of the default slice on two cores; see `slice.rs`.
-pub const DEFAULT_SCHED_SLICE: Duration = Duration::from_micros(500);
 /// Default period of `Stats` events (`serve --stats-interval`).
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -220,7 +217,8 @@ impl Default for ServerConfig {
             tls: None,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             cluster: None,
-            sched_slice: Some(DEFAULT_SCHED_SLICE),
+            // The kernel's own: see `slice.rs` for when a shorter one pays.
+            sched_slice: None,
         }
     }
 }

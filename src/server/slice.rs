@@ -5,14 +5,16 @@
 //! A session runs for 10-20 µs per message and then blocks. Under Linux's
 //! EEVDF scheduler a thread woken on a core where another one is running
 //! (a load generator, a build, a busy neighbour) may wait for that one's
-//! whole slice, 1.4 ms on two cores; that wait was most of the p99 at 10
-//! busy clients. With a shorter slice the woken session gets an earlier
-//! deadline and runs first. Its share of the CPU is unchanged: the slice
-//! says how long a thread runs at a stretch, not how much. The default,
-//! 500 µs, is the measured compromise: 100 µs halved the 10-client p99 but
-//! cost 3-5 % of throughput in preemptions when the cores are saturated;
-//! 500 µs brought the p99 below the bare server's for about 1-3 %
-//! (README, "Full logging for (almost) free").
+//! whole slice, 1.4 ms on two cores. With a shorter slice the woken session
+//! gets an earlier deadline and runs first. Its share of the CPU is
+//! unchanged: the slice says how long a thread runs at a stretch, not how
+//! much. What that is worth depends on the load, so the default is the
+//! kernel's own (README, "Sixth round"): 500 µs cut the CPU per message by
+//! 15 % at one client on loopback (the woken session runs at once, on the
+//! waker's warm core) and, on a slow host where the 10-client p99 was one
+//! default slice, brought that p99 below the bare server's; but with the
+//! cores saturated by 10 busy clients on a fast host it cost 5-10 % of CPU
+//! per message and 3-8 % of throughput in preemptions, with no better tail.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

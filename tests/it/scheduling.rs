@@ -92,7 +92,7 @@ fn slice_named(slices: &[(String, u64)], pred: impl Fn(&str) -> bool) -> Vec<u64
 #[test]
 fn client_threads_run_in_the_slice_asked_for() {
     let is_client = |n: &str| n.starts_with("client-");
-    let (default, stderr) = slices_with(&[]);
+    let (asked, stderr) = slices_with(&["--sched-slice", "500us"]);
     if !kernel_takes_slices() {
         // An older kernel: the server says why, once, and serves anyway.
         assert!(
@@ -102,17 +102,17 @@ fn client_threads_run_in_the_slice_asked_for() {
         return;
     }
     assert!(!stderr.contains("scheduler slices"), "{stderr}");
-    let clients = slice_named(&default, is_client);
+    let clients = slice_named(&asked, is_client);
     // The plain session, the chat session and its writer.
-    assert_eq!(clients, vec![500_000; 3], "{default:?}");
+    assert_eq!(clients, vec![500_000; 3], "{asked:?}");
     assert_eq!(
-        slice_named(&default, |n| n == "chatmon-accept"),
+        slice_named(&asked, |n| n == "chatmon-accept"),
         vec![500_000]
     );
     // The log writer keeps the kernel's default: it batches, it may wait.
-    let log = slice_named(&default, |n| n == "chatmon-log");
-    assert_eq!(log.len(), 1, "{default:?}");
-    assert_ne!(log[0], 500_000, "{default:?}");
+    let log = slice_named(&asked, |n| n == "chatmon-log");
+    assert_eq!(log.len(), 1, "{asked:?}");
+    assert_ne!(log[0], 500_000, "{asked:?}");
     let kernel_default = log[0];
 
     let (two_ms, _) = slices_with(&["--sched-slice", "2ms"]);
@@ -122,13 +122,21 @@ fn client_threads_run_in_the_slice_asked_for() {
         "{two_ms:?}"
     );
 
-    let (off, stderr) = slices_with(&["--sched-slice", "0"]);
-    assert_eq!(
-        slice_named(&off, is_client),
-        vec![kernel_default; 3],
-        "{off:?}"
-    );
-    assert!(!stderr.contains("scheduler slices"), "{stderr}");
+    // Unasked, as with `--sched-slice 0`, every thread has the kernel's own.
+    for args in [&[][..], &["--sched-slice", "0"][..]] {
+        let (off, stderr) = slices_with(args);
+        assert_eq!(
+            slice_named(&off, is_client),
+            vec![kernel_default; 3],
+            "{args:?}: {off:?}"
+        );
+        assert_eq!(
+            slice_named(&off, |n| n == "chatmon-accept"),
+            vec![kernel_default],
+            "{args:?}: {off:?}"
+        );
+        assert!(!stderr.contains("scheduler slices"), "{stderr}");
+    }
 }
 
 #[test]
