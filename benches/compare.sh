@@ -24,7 +24,7 @@
 #   --reference BIN  reference server (default target/release/examples/reference_server)
 #   --raw FILE       also keep every run's figures, one line each (TSV)
 #   --serve-args A   extra arguments for `chatmon serve`, split on spaces
-#                    (e.g. "--sched-slice 0" to measure without the slice)
+#                    (e.g. "--sched-slice 500us" to measure a slice)
 #
 # Needs: bash, python3 (for the summary), ss (to wait for the listener).
 # Loopback only. Binds 127.0.0.1:29401 (reference) and :29402 (chatmon), below
