@@ -3,8 +3,9 @@
 # server (examples/reference_server.rs, no log), in alternating pairs so that
 # whatever else loads the machine hits both alike.
 #
-# For each client count, each pair runs the reference server, then
-# `chatmon serve`, each under the same closed-loop `chatmon bench`. A server's
+# For each client count, each pair runs the reference server and
+# `chatmon serve` (the reference first in odd pairs, second in even ones),
+# each under the same closed-loop `chatmon bench`. A server's
 # CPU is user+sys from /proc/PID/stat over the bench, divided by the messages
 # the bench had answered (warm-up off, so that every message is counted). It
 # prints, per client count, the medians and the min..max spread over the
@@ -25,6 +26,9 @@
 #   --raw FILE       also keep every run's figures, one line each (TSV)
 #   --serve-args A   extra arguments for `chatmon serve`, split on spaces
 #                    (e.g. "--sched-slice 500us" to measure a slice)
+#   --self-check     run the reference server in chatmon's place too: the
+#                    ratios then show what the machine's own noise makes of
+#                    two identical servers, the floor under any verdict
 #
 # Needs: bash, python3 (for the summary), ss (to wait for the listener).
 # Loopback only. Binds 127.0.0.1:29401 (reference) and :29402 (chatmon), below
@@ -39,6 +43,7 @@ CHATMON=
 REFERENCE=
 RAW=
 SERVE_ARGS=
+SELF_CHECK=
 REF_ADDR=127.0.0.1:29401
 CM_ADDR=127.0.0.1:29402
 
@@ -59,6 +64,7 @@ while [ $# -gt 0 ]; do
         --reference) REFERENCE=${2:?}; shift 2 ;;
         --raw) RAW=${2:?}; shift 2 ;;
         --serve-args) SERVE_ARGS=${2:?}; shift 2 ;;
+        --self-check) SELF_CHECK=1; shift ;;
         -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (try --help)" ;;
     esac
@@ -113,6 +119,10 @@ run_one() {
     if [ "$kind" = reference ]; then
         addr=$REF_ADDR
         "$REFERENCE" --bind "$addr" 2>"$WORK/server.err" &
+    elif [ "$kind" = reference2 ]; then
+        # --self-check: chatmon's slot and port, so that only the server differs.
+        addr=$CM_ADDR
+        "$REFERENCE" --bind "$addr" 2>"$WORK/server.err" &
     else
         addr=$CM_ADDR
         rm -f "$WORK/chatmon.log"
@@ -146,13 +156,21 @@ print(kind, n, row["messages"], row["throughput"], row["latency"]["p99_us"],
 EOF
 }
 
-echo "compare.sh: $PAIRS alternating pairs (reference, chatmon${SERVE_ARGS:+ serve $SERVE_ARGS}) at $CLIENTS clients, $DURATION each, $SIZE-byte messages, $CORES cores" >&2
+SECOND="chatmon${SERVE_ARGS:+ serve $SERVE_ARGS}"
+SECOND_KIND=chatmon
+if [ -n "$SELF_CHECK" ]; then SECOND="the reference again (--self-check)"; SECOND_KIND=reference2; fi
+echo "compare.sh: $PAIRS alternating pairs (reference, $SECOND) at $CLIENTS clients, $DURATION each, $SIZE-byte messages, $CORES cores" >&2
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 IFS=, read -r -a COUNTS <<<"$CLIENTS"
 for n in "${COUNTS[@]}"; do
     for i in $(seq "$PAIRS"); do
-        for kind in reference chatmon; do
+        # Odd pairs run the reference first, even pairs second: a run
+        # right after another one fares a little differently (the self-check
+        # showed the second slot 2-3 % worse), and the order must not decide.
+        order=(reference "$SECOND_KIND")
+        if [ $((i % 2)) -eq 0 ]; then order=("$SECOND_KIND" reference); fi
+        for kind in "${order[@]}"; do
             line=$(run_one "$kind" "$n")
             echo "$line $i" >>"$RESULTS"
             echo "  $line" >&2
@@ -163,16 +181,17 @@ if [ -n "$RAW" ]; then
     { echo "server clients messages throughput p99_us server_cpu_s bench_cpu_s wall_s pair"; cat "$RESULTS"; } >"$RAW"
 fi
 
-python3 - "$RESULTS" "$CORES" <<'EOF'
+python3 - "$RESULTS" "$CORES" "$SECOND_KIND" <<'EOF'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 cores = int(sys.argv[2])
+second = sys.argv[3]
 def med(xs): return st.median(xs)
 def spread(xs): return f"{min(xs):.2f}..{max(xs):.2f}"
 counts = []
 for r in rows:
     if int(r[1]) not in counts: counts.append(int(r[1]))
-print(f"{'clients':>7}  {'figure':<22} {'reference':>10} {'chatmon':>10}  {'ratio':>6}  {'ratio spread':>12}")
+print(f"{'clients':>7}  {'figure':<22} {'reference':>10} {second:>10}  {'ratio':>6}  {'ratio spread':>12}")
 for n in counts:
     runs = {}
     for kind, c, msgs, tput, p99, cpu, bcpu, wall, pair in rows:
@@ -180,11 +199,11 @@ for n in counts:
         runs.setdefault(int(pair), {})[kind] = dict(msgs=int(msgs), tput=float(tput), p99=float(p99),
             cpu_us=float(cpu) / max(int(msgs), 1) * 1e6, bcpu_us=float(bcpu) / max(int(msgs), 1) * 1e6,
             share=float(bcpu) / float(wall) / cores * 100)
-    pairs = [p for p in runs.values() if "reference" in p and "chatmon" in p]
+    pairs = [p for p in runs.values() if "reference" in p and second in p]
     for key, name, fmt in [("cpu_us", "server CPU µs/msg", "{:.2f}"), ("tput", "throughput msg/s", "{:.0f}"),
                            ("p99", "p99 µs", "{:.0f}")]:
         ref = [p["reference"][key] for p in pairs]
-        cm = [p["chatmon"][key] for p in pairs]
+        cm = [p[second][key] for p in pairs]
         ratios = [c / r if r else float("nan") for c, r in zip(cm, ref)]
         print(f"{n:>7}  {name:<22} {fmt.format(med(ref)):>10} {fmt.format(med(cm)):>10}  {med(ratios):>6.2f}  {spread(ratios):>12}")
     allb = [p[k]["bcpu_us"] for p in pairs for k in p]
