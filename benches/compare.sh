@@ -26,13 +26,16 @@
 #   --raw FILE       also keep every run's figures, one line each (TSV)
 #   --serve-args A   extra arguments for `chatmon serve`, split on spaces
 #                    (e.g. "--sched-slice 500us" to measure a slice)
+#   --ports R,C      loopback ports of the reference and of chatmon
+#                    (default 29401,29402)
 #   --self-check     run the reference server in chatmon's place too: the
 #                    ratios then show what the machine's own noise makes of
 #                    two identical servers, the floor under any verdict
 #
 # Needs: bash, python3 (for the summary), ss (to wait for the listener).
-# Loopback only. Binds 127.0.0.1:29401 (reference) and :29402 (chatmon), below
-# Linux's ephemeral range, so that no client socket already holds them.
+# Loopback only. Binds 127.0.0.1:29401 (reference) and :29402 (chatmon) unless
+# --ports says otherwise: below Linux's ephemeral range, so that no client
+# socket already holds them.
 set -euo pipefail
 
 PAIRS=5
@@ -65,6 +68,11 @@ while [ $# -gt 0 ]; do
         --raw) RAW=${2:?}; shift 2 ;;
         --serve-args) SERVE_ARGS=${2:?}; shift 2 ;;
         --self-check) SELF_CHECK=1; shift ;;
+        --ports)
+            IFS=, read -r ref_port cm_port <<<"${2:?}"
+            [[ "$ref_port" =~ ^[0-9]+$ && "$cm_port" =~ ^[0-9]+$ ]] || die "--ports needs two port numbers, e.g. 29401,29402"
+            REF_ADDR=127.0.0.1:$ref_port CM_ADDR=127.0.0.1:$cm_port
+            shift 2 ;;
         -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (try --help)" ;;
     esac

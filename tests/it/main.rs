@@ -20,6 +20,8 @@ mod chat;
 mod cluster;
 /// The cluster bridge against a private nats-server.
 mod cluster_bridge;
+/// `benches/compare.sh` on a tiny load: both servers, the order, the summary.
+mod compare;
 /// Faults against the real binary and the log writer: unopenable and full
 /// disks, descriptor exhaustion, SIGTERM under load.
 mod faults;
