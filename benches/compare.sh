@@ -173,9 +173,9 @@ RESULTS=$WORK/results.tsv
 IFS=, read -r -a COUNTS <<<"$CLIENTS"
 for n in "${COUNTS[@]}"; do
     for i in $(seq "$PAIRS"); do
-        # Odd pairs run the reference first, even pairs second: a run
-        # right after another one fares a little differently (the self-check
-        # showed the second slot 2-3 % worse), and the order must not decide.
+        # Odd pairs run the reference first, even pairs second: in four of
+        # five self-checks run in one order the second server of a pair came
+        # out a little worse, and the order must not decide a ratio.
         order=(reference "$SECOND_KIND")
         if [ $((i % 2)) -eq 0 ]; then order=("$SECOND_KIND" reference); fi
         for kind in "${order[@]}"; do
