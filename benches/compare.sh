@@ -70,10 +70,11 @@ while [ $# -gt 0 ]; do
         --self-check) SELF_CHECK=1; shift ;;
         --ports)
             IFS=, read -r ref_port cm_port <<<"${2:?}"
-            [[ "$ref_port" =~ ^[0-9]+$ && "$cm_port" =~ ^[0-9]+$ ]] || die "--ports needs two port numbers, e.g. 29401,29402"
+            [[ "$ref_port" =~ ^[0-9]{1,5}$ && "$cm_port" =~ ^[0-9]{1,5}$ ]] && ((ref_port > 0 && ref_port < 65536 && cm_port > 0 && cm_port < 65536)) \
+                || die "--ports needs two port numbers, e.g. 29401,29402"
             REF_ADDR=127.0.0.1:$ref_port CM_ADDR=127.0.0.1:$cm_port
             shift 2 ;;
-        -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) die "unknown argument $1 (try --help)" ;;
     esac
 done
