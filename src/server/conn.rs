@@ -115,7 +115,10 @@ impl Conn {
 
     /// Notes that the reader read something at `at`.
     pub(crate) fn heard_at(&self, at: Instant) {
-        let ms = at.saturating_duration_since(self.born).as_millis() as u64;
+        // Rounded up: a truncated time would make the silence look up to a
+        // millisecond longer than it is, and the sweep close that early.
+        let ns = at.saturating_duration_since(self.born).as_nanos();
+        let ms = ns.div_ceil(1_000_000) as u64;
         self.last_input_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -167,6 +170,20 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_is_never_overstated() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let s = std::net::TcpStream::connect(addr).expect("connect");
+        let conn = Conn::new(1, addr, ServerStream::Plain(s));
+        let at = conn.born + Duration::from_micros(2_500);
+        conn.heard_at(at);
+        // Stored as 3 ms, not 2: at most a millisecond short, never long.
+        let quiet = conn.quiet_for(at + Duration::from_millis(300));
+        assert!(quiet <= Duration::from_millis(300), "{quiet:?}");
+        assert!(quiet >= Duration::from_millis(299), "{quiet:?}");
+    }
 
     #[test]
     fn reasons_read_as_before() {
