@@ -111,56 +111,46 @@ fn assert_rows(rows: &[Vec<String>], order: &[&str]) {
     }
 }
 
-#[test]
-fn compare_runs_both_servers_in_alternating_order_and_sums_up() {
-    let Some(reference) = reference_server() else {
+/// Runs the script with `args`: it succeeds, says `says` on stderr, sums up
+/// with `second` as the other server, and ran the servers in `order`.
+fn check_run(args: &[&str], says: &str, second: &str, order: &[&str]) {
+    let reference = reference_server().unwrap_or_else(|| {
         panic!(
             "no reference_server beside {}: cargo test builds examples",
             process::CHATMON
-        );
-    };
+        )
+    });
     if !tools_present() {
         return;
     }
-    let (out, rows) = compare(&reference, &[]);
+    let (out, rows) = compare(&reference, args);
     let (stdout, stderr) = text(&out);
     assert!(
         out.status.success(),
-        "compare.sh failed:\n{stdout}\n{stderr}"
+        "compare.sh {args:?} failed:\n{stdout}\n{stderr}"
     );
-    assert!(
-        stderr.contains("2 alternating pairs (reference, chatmon)"),
-        "{stderr}"
-    );
-    assert_summary(&stdout, "chatmon");
+    assert!(stderr.contains(says), "{stderr}");
+    assert_summary(&stdout, second);
+    assert_rows(&rows, order);
+}
+
+#[test]
+fn compare_runs_both_servers_in_alternating_order_and_sums_up() {
     // The first pair runs the reference first, the second runs it last.
-    assert_rows(&rows, &["reference", "chatmon", "chatmon", "reference"]);
+    check_run(
+        &[],
+        "2 alternating pairs (reference, chatmon)",
+        "chatmon",
+        &["reference", "chatmon", "chatmon", "reference"],
+    );
 }
 
 #[test]
 fn compare_self_check_runs_the_reference_in_both_slots() {
-    let Some(reference) = reference_server() else {
-        panic!(
-            "no reference_server beside {}: cargo test builds examples",
-            process::CHATMON
-        );
-    };
-    if !tools_present() {
-        return;
-    }
-    let (out, rows) = compare(&reference, &["--self-check"]);
-    let (stdout, stderr) = text(&out);
-    assert!(
-        out.status.success(),
-        "compare.sh --self-check failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stderr.contains("the reference again (--self-check)"),
-        "{stderr}"
-    );
-    assert_summary(&stdout, "reference2");
-    assert_rows(
-        &rows,
+    check_run(
+        &["--self-check"],
+        "the reference again (--self-check)",
+        "reference2",
         &["reference", "reference2", "reference2", "reference"],
     );
 }
