@@ -39,14 +39,20 @@ fn tools_present() -> bool {
     false
 }
 
-/// Runs the script with `args` after the binaries, two free ports, one pair
+/// Runs the script with `args` after the binaries, two free ports, two pairs
 /// of short runs at two clients and `--raw`; returns its output and the raw
 /// rows (`server clients messages ... pair`).
 fn compare(reference: &Path, args: &[&str]) -> (Output, Vec<Vec<String>>) {
     let _share = Share::take();
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = dir.path().join("raw.tsv");
-    let ports = format!("{},{}", free_port(), free_port());
+    let first = free_port();
+    // Each port was free when asked for; the two must also differ.
+    let second = std::iter::repeat_with(free_port)
+        .take(100)
+        .find(|&p| p != first)
+        .expect("a second free port");
+    let ports = format!("{first},{second}");
     let mut cmd = Command::new("bash");
     cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/compare.sh"))
         .args(["--chatmon", process::CHATMON])
