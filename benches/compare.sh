@@ -125,15 +125,13 @@ wait_listening() {
 # run_one KIND CLIENTS: prints `KIND CLIENTS msgs throughput p99_us server_cpu_s bench_cpu_s wall_s`.
 run_one() {
     local kind=$1 n=$2 addr
-    if [ "$kind" = reference ]; then
-        addr=$REF_ADDR
-        "$REFERENCE" --bind "$addr" 2>"$WORK/server.err" &
-    elif [ "$kind" = reference2 ]; then
-        # --self-check: chatmon's slot and port, so that only the server differs.
-        addr=$CM_ADDR
+    # chatmon's slot and port; with --self-check (kind reference2) the
+    # reference takes them, so that only the server differs.
+    addr=$CM_ADDR
+    if [ "$kind" != chatmon ]; then
+        if [ "$kind" = reference ]; then addr=$REF_ADDR; fi
         "$REFERENCE" --bind "$addr" 2>"$WORK/server.err" &
     else
-        addr=$CM_ADDR
         rm -f "$WORK/chatmon.log"
         # shellcheck disable=SC2086
         "$CHATMON" serve --bind "$addr" --log "$WORK/chatmon.log" --max-clients 20000 $SERVE_ARGS >/dev/null 2>"$WORK/server.err" &
